@@ -1,0 +1,209 @@
+//! API errors and their one mapping to a Kubernetes `Status` response.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use kumo_api::validation::FieldError;
+use kumo_store::StoreError;
+use serde_json::{json, Value};
+
+/// What a request failed with; each variant maps to one `Status` reason and HTTP code.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The object or collection does not exist (404 NotFound).
+    #[error("{0}")]
+    NotFound(String, Option<Details>),
+    /// An object of that name exists already (409 AlreadyExists).
+    #[error("{0}")]
+    AlreadyExists(String, Details),
+    /// A precondition (resourceVersion, uid) did not hold (409 Conflict).
+    #[error("{0}")]
+    Conflict(String, Option<Details>),
+    /// The object failed validation (422 Invalid).
+    #[error("{0}")]
+    Invalid(String, Details, Vec<FieldError>),
+    /// The request cannot be understood (400 BadRequest).
+    #[error("{0}")]
+    BadRequest(String),
+    /// The request is understood but refused (403 Forbidden).
+    #[error("{0}")]
+    Forbidden(String, Option<Details>),
+    /// No credentials, or bad ones (401 Unauthorized).
+    #[error("{0}")]
+    Unauthorized(String),
+    /// The method is not supported on this resource (405 MethodNotAllowed).
+    #[error("{0}")]
+    MethodNotAllowed(String),
+    /// The body's media type is not supported here (415 UnsupportedMediaType).
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// The body is larger than the server accepts (413 RequestEntityTooLarge).
+    #[error("{0}")]
+    TooLarge(String),
+    /// The requested resourceVersion or continue token is too old (410 Gone / Expired).
+    #[error("{0}")]
+    Gone(String),
+    /// Something broke inside the server (500 InternalError).
+    #[error("{0}")]
+    Internal(String),
+    /// The server is shutting down or the store is unavailable (503 ServiceUnavailable).
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+/// `Status.details`: which object the error is about.
+#[derive(Debug, Clone, Default)]
+pub struct Details {
+    /// Object name.
+    pub name: String,
+    /// API group (empty for core).
+    pub group: String,
+    /// Kind, or plural resource name as upstream puts it for NotFound/AlreadyExists.
+    pub kind: String,
+}
+
+impl Details {
+    /// Details naming an object of a resource.
+    pub fn new(group: &str, kind: &str, name: &str) -> Self {
+        Details { name: name.into(), group: group.into(), kind: kind.into() }
+    }
+}
+
+/// Shorthand for handler results.
+pub type ApiResult<T> = Result<T, ApiError>;
+
+impl ApiError {
+    /// `<resource> "<name>" not found`, as upstream words it.
+    pub fn not_found(group_resource: &str, group: &str, plural: &str, name: &str) -> Self {
+        ApiError::NotFound(
+            format!("{group_resource} \"{name}\" not found"),
+            Some(Details::new(group, plural, name)),
+        )
+    }
+
+    /// The object failed validation: `<Kind>.<group> "<name>" is invalid: ...`.
+    pub fn invalid(group: &str, kind: &str, name: &str, errors: Vec<FieldError>) -> Self {
+        let qualified = if group.is_empty() { kind.to_string() } else { format!("{kind}.{group}") };
+        let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        let joined =
+            if list.len() == 1 { list[0].clone() } else { format!("[{}]", list.join(", ")) };
+        ApiError::Invalid(
+            format!("{qualified} \"{name}\" is invalid: {joined}"),
+            Details::new(group, kind, name),
+            errors,
+        )
+    }
+
+    /// The conflict message that `kubectl` users know from a stale update.
+    pub fn stale(group_resource: &str, group: &str, plural: &str, name: &str) -> Self {
+        ApiError::Conflict(
+            format!(
+                "Operation cannot be fulfilled on {group_resource} \"{name}\": the object has been \
+                 modified; please apply your changes to the latest version and try again"
+            ),
+            Some(Details::new(group, plural, name)),
+        )
+    }
+
+    fn parts(&self) -> (StatusCode, &'static str) {
+        match self {
+            ApiError::NotFound(..) => (StatusCode::NOT_FOUND, "NotFound"),
+            ApiError::AlreadyExists(..) => (StatusCode::CONFLICT, "AlreadyExists"),
+            ApiError::Conflict(..) => (StatusCode::CONFLICT, "Conflict"),
+            ApiError::Invalid(..) => (StatusCode::UNPROCESSABLE_ENTITY, "Invalid"),
+            ApiError::BadRequest(..) => (StatusCode::BAD_REQUEST, "BadRequest"),
+            ApiError::Forbidden(..) => (StatusCode::FORBIDDEN, "Forbidden"),
+            ApiError::Unauthorized(..) => (StatusCode::UNAUTHORIZED, "Unauthorized"),
+            ApiError::MethodNotAllowed(..) => (StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed"),
+            ApiError::UnsupportedMediaType(..) => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "UnsupportedMediaType")
+            }
+            ApiError::TooLarge(..) => (StatusCode::PAYLOAD_TOO_LARGE, "RequestEntityTooLarge"),
+            ApiError::Gone(..) => (StatusCode::GONE, "Expired"),
+            ApiError::Internal(..) => (StatusCode::INTERNAL_SERVER_ERROR, "InternalError"),
+            ApiError::Unavailable(..) => (StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable"),
+        }
+    }
+
+    /// The `metav1.Status` object for this error.
+    pub fn status(&self) -> Value {
+        let (code, reason) = self.parts();
+        let mut status = json!({
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": self.to_string(),
+            "reason": reason,
+            "code": code.as_u16(),
+        });
+        let details = match self {
+            ApiError::NotFound(_, d) | ApiError::Conflict(_, d) | ApiError::Forbidden(_, d) => {
+                d.clone()
+            }
+            ApiError::AlreadyExists(_, d) => Some(d.clone()),
+            ApiError::Invalid(_, d, errors) => {
+                let causes: Vec<Value> = errors
+                    .iter()
+                    .map(|e| {
+                        json!({"reason": e.reason(), "message": cause_message(e), "field": e.field})
+                    })
+                    .collect();
+                let mut d = details_json(d);
+                d["causes"] = Value::Array(causes);
+                status["details"] = d;
+                None
+            }
+            _ => None,
+        };
+        if let Some(d) = details {
+            status["details"] = details_json(&d);
+        }
+        status
+    }
+
+    /// The HTTP status code.
+    pub fn code(&self) -> StatusCode {
+        self.parts().0
+    }
+}
+
+fn cause_message(e: &FieldError) -> String {
+    // Upstream's cause message is the error without its field prefix.
+    let full = e.to_string();
+    let prefix = format!("{}: ", e.field);
+    full.strip_prefix(&prefix).map(str::to_string).unwrap_or(full)
+}
+
+fn details_json(d: &Details) -> Value {
+    let mut v = json!({"name": d.name, "kind": d.kind});
+    if !d.group.is_empty() {
+        v["group"] = Value::String(d.group.clone());
+    }
+    v
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let code = self.code();
+        if code.is_server_error() {
+            tracing::warn!(error = %self, "request failed");
+        }
+        let body = serde_json::to_vec(&self.status()).unwrap_or_default();
+        let mut resp = (code, body).into_response();
+        resp.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        resp
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Closed => ApiError::Unavailable("the store is shutting down".into()),
+            StoreError::Compacted { requested, compacted } => {
+                ApiError::Gone(format!("too old resource version: {requested} ({compacted})"))
+            }
+            other => ApiError::Internal(format!("store: {other}")),
+        }
+    }
+}

@@ -1,0 +1,666 @@
+//! The generic registry: one code path that creates, reads, lists, updates, patches and deletes
+//! objects of every kind, against the [`Store`]. Per-kind behaviour comes from `kumo-api`
+//! (defaulting, validation) and from the few hooks in [`crate::hooks`].
+//!
+//! Writes are optimistic: read, compute the new object, write with the read revision as the
+//! precondition; a lost race is retried for patches (the client did not pin a version) and is a
+//! 409 Conflict for updates that carried a `resourceVersion`.
+
+use crate::admission::{self, FieldValidation};
+use crate::catalog::Catalog;
+use crate::error::{ApiError, ApiResult, Details};
+use crate::hooks;
+use crate::object;
+use kumo_api::resources::Resource;
+use kumo_api::selector::{FieldSelector, LabelSelector};
+use kumo_store::{RangeRequest, Store, StoreError};
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+/// Options every write takes.
+#[derive(Debug, Clone)]
+pub struct WriteOptions {
+    /// `dryRun=All`: run everything, store nothing.
+    pub dry_run: bool,
+    /// `fieldValidation`.
+    pub field_validation: FieldValidation,
+    /// `fieldManager` (or the client's user agent).
+    pub field_manager: String,
+}
+
+impl Default for WriteOptions {
+    fn default() -> Self {
+        WriteOptions {
+            dry_run: false,
+            field_validation: FieldValidation::Warn,
+            field_manager: "unknown".into(),
+        }
+    }
+}
+
+/// A write's result: the object and any warnings for the client.
+#[derive(Debug)]
+pub struct Written {
+    /// The object as stored (or as it would be, for a dry run).
+    pub object: Value,
+    /// `Warning` headers to send.
+    pub warnings: Vec<String>,
+}
+
+/// List options.
+#[derive(Debug, Clone, Default)]
+pub struct ListOptions {
+    /// Label selector.
+    pub labels: LabelSelector,
+    /// Field selector.
+    pub fields: FieldSelector,
+    /// Page size (0 = all).
+    pub limit: usize,
+    /// Continue token from a previous page.
+    pub continue_token: Option<String>,
+}
+
+/// One page of a list.
+#[derive(Debug)]
+pub struct ListPage {
+    /// Matching objects.
+    pub items: Vec<Value>,
+    /// The revision the list reflects.
+    pub revision: i64,
+    /// Token for the next page.
+    pub continue_token: Option<String>,
+    /// Items left after this page, when known.
+    pub remaining: Option<u64>,
+}
+
+/// The kinds of patch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PatchType {
+    /// RFC 6902.
+    Json,
+    /// RFC 7386.
+    Merge,
+    /// Kubernetes strategic merge patch.
+    Strategic,
+    /// Server-side apply.
+    Apply,
+}
+
+/// Delete options (from the body or the query).
+#[derive(Debug, Clone, Default)]
+pub struct DeleteOptions {
+    /// `propagationPolicy`: Orphan, Background, Foreground.
+    pub propagation: Option<String>,
+    /// `gracePeriodSeconds`.
+    pub grace_period: Option<i64>,
+    /// `preconditions.uid`.
+    pub uid: Option<String>,
+    /// `preconditions.resourceVersion`.
+    pub resource_version: Option<String>,
+    /// `dryRun=All`.
+    pub dry_run: bool,
+}
+
+/// What a delete did.
+#[derive(Debug)]
+pub enum Deleted {
+    /// The object is gone; here is its last state.
+    Gone(Value),
+    /// The object is marked for deletion and waits on finalizers or a grace period.
+    Pending(Value),
+}
+
+/// The registry over one store.
+#[derive(Clone)]
+pub struct Registry {
+    /// The store.
+    pub store: Arc<dyn Store>,
+    /// The catalog of served resources.
+    pub catalog: Catalog,
+}
+
+const MAX_RETRIES: usize = 16;
+
+impl Registry {
+    /// A registry over `store`.
+    pub fn new(store: Arc<dyn Store>, catalog: Catalog) -> Self {
+        Registry { store, catalog }
+    }
+
+    /// Read one object.
+    pub async fn get(&self, r: &Resource, ns: Option<&str>, name: &str) -> ApiResult<Value> {
+        let kv =
+            self.store.get(&r.key(ns, name)).await?.ok_or_else(|| {
+                ApiError::not_found(&r.group_resource(), &r.group, &r.plural, name)
+            })?;
+        decode(r, &kv)
+    }
+
+    /// List objects, filtered and paginated.
+    pub async fn list(
+        &self,
+        r: &Resource,
+        ns: Option<&str>,
+        opts: &ListOptions,
+    ) -> ApiResult<ListPage> {
+        let prefix = match ns {
+            Some(ns) if r.namespaced => format!("{}{ns}/", r.key_prefix()),
+            _ => r.key_prefix(),
+        };
+        let mut start_after = None;
+        let mut pinned_rev = None;
+        if let Some(token) = &opts.continue_token {
+            let (rev, key) = decode_continue(token)?;
+            if !key.starts_with(&prefix) {
+                return Err(ApiError::BadRequest("continue key is not valid for this list".into()));
+            }
+            start_after = Some(key);
+            pinned_rev = Some(rev);
+        }
+        let filtering = !opts.labels.is_empty() || !opts.fields.is_empty();
+        let mut items = Vec::new();
+        let mut revision;
+        loop {
+            // Fetch a little more than asked when filtering, to fill the page in few rounds.
+            let want = if opts.limit == 0 {
+                0
+            } else if filtering {
+                (opts.limit - items.len()).max(256)
+            } else {
+                opts.limit - items.len()
+            };
+            let page = self
+                .store
+                .range(RangeRequest {
+                    prefix: prefix.clone(),
+                    start_after: start_after.clone(),
+                    limit: want,
+                })
+                .await?;
+            revision = pinned_rev.unwrap_or(page.revision);
+            let mut last_key = None;
+            let mut filled = false;
+            for kv in &page.kvs {
+                last_key = Some(kv.key.clone());
+                let obj = decode(r, kv)?;
+                if opts.labels.matches(object::labels(&obj)) && opts.fields.matches(&obj) {
+                    items.push(obj);
+                }
+                if opts.limit > 0 && items.len() >= opts.limit {
+                    filled = true;
+                    break;
+                }
+            }
+            let more_in_store =
+                page.more || (filled && last_key.as_ref() != page.kvs.last().map(|kv| &kv.key));
+            if filled || !page.more {
+                let continue_token = if more_in_store {
+                    last_key.map(|k| encode_continue(revision, &k))
+                } else {
+                    None
+                };
+                let remaining =
+                    if continue_token.is_some() && !filtering { page.remaining } else { None };
+                return Ok(ListPage { items, revision, continue_token, remaining });
+            }
+            start_after = last_key;
+        }
+    }
+
+    /// Create an object in namespace `ns` (from the URL).
+    pub async fn create(
+        &self,
+        r: &Resource,
+        ns: Option<&str>,
+        mut obj: Value,
+        opts: &WriteOptions,
+    ) -> ApiResult<Written> {
+        check_type_meta(r, &mut obj)?;
+        let ns = self.check_namespace(r, ns, &mut obj).await?;
+        if object::name(&obj).is_empty() {
+            if let Some(prefix) = obj["metadata"]["generateName"].as_str().filter(|p| !p.is_empty())
+            {
+                let name = format!("{prefix}{}", object::random_suffix(5));
+                object::meta_mut(&mut obj).insert("name".into(), Value::String(name));
+            }
+        }
+        let warnings = admission::check_schema(r, &mut obj, opts.field_validation)?;
+        admission::prepare_create(r, &mut obj);
+        kumo_api::defaults::apply(r, &mut obj);
+        hooks::before_create(self, r, &mut obj).await?;
+        let errors = kumo_api::validation::validate(r, &obj, None);
+        let name = object::name(&obj).to_string();
+        if !errors.is_empty() {
+            return Err(ApiError::invalid(&r.group, &r.kind, &name, errors));
+        }
+        hooks::validate(self, r, &obj, None).await?;
+        let key = r.key(ns.as_deref(), &name);
+        if opts.dry_run {
+            if self.store.get(&key).await?.is_some() {
+                return Err(already_exists(r, &name));
+            }
+            return Ok(Written { object: obj, warnings });
+        }
+        let kv = self.store.create(&key, object::to_bytes(&obj)).await.map_err(|e| match e {
+            StoreError::AlreadyExists(_) => already_exists(r, &name),
+            other => other.into(),
+        })?;
+        object::set_resource_version(&mut obj, kv.mod_revision);
+        hooks::after_write(self, r, &obj).await;
+        Ok(Written { object: obj, warnings })
+    }
+
+    /// Replace an object (PUT), on the main resource or its `status` subresource.
+    pub async fn update(
+        &self,
+        r: &Resource,
+        ns: Option<&str>,
+        name: &str,
+        mut obj: Value,
+        sub: Option<&str>,
+        opts: &WriteOptions,
+    ) -> ApiResult<Written> {
+        check_type_meta(r, &mut obj)?;
+        if object::name(&obj) != name {
+            return Err(ApiError::BadRequest(format!(
+                "the name of the object ({}) does not match the name on the URL ({name})",
+                object::name(&obj)
+            )));
+        }
+        if r.namespaced {
+            self.check_namespace_matches(ns, &mut obj)?;
+        }
+        let key = r.key(ns, name);
+        let current =
+            self.store.get(&key).await?.ok_or_else(|| {
+                ApiError::not_found(&r.group_resource(), &r.group, &r.plural, name)
+            })?;
+        let old = decode(r, &current)?;
+        let expected = match obj["metadata"]["resourceVersion"].as_str().filter(|s| !s.is_empty()) {
+            Some(rv) => {
+                let rv: i64 = rv.parse().map_err(|_| {
+                    ApiError::BadRequest(format!(
+                        "invalid resourceVersion {rv:?}: must be an integer"
+                    ))
+                })?;
+                if rv != current.mod_revision {
+                    return Err(ApiError::stale(&r.group_resource(), &r.group, &r.plural, name));
+                }
+                Some(rv)
+            }
+            None => Some(current.mod_revision),
+        };
+        self.finish_update(
+            r,
+            ns,
+            name,
+            obj,
+            &old,
+            expected.unwrap_or(current.mod_revision),
+            sub,
+            opts,
+        )
+        .await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn finish_update(
+        &self,
+        r: &Resource,
+        ns: Option<&str>,
+        name: &str,
+        mut obj: Value,
+        old: &Value,
+        expected: i64,
+        sub: Option<&str>,
+        opts: &WriteOptions,
+    ) -> ApiResult<Written> {
+        let warnings = admission::check_schema(r, &mut obj, opts.field_validation)?;
+        admission::prepare_update(r, &mut obj, old, sub == Some("status"));
+        hooks::before_update(r, &mut obj, old);
+        kumo_api::defaults::apply(r, &mut obj);
+        let errors = kumo_api::validation::validate(r, &obj, Some(old));
+        if !errors.is_empty() {
+            return Err(ApiError::invalid(&r.group, &r.kind, name, errors));
+        }
+        hooks::validate(self, r, &obj, Some(old)).await?;
+        let key = r.key(ns, name);
+        if opts.dry_run {
+            return Ok(Written { object: obj, warnings });
+        }
+        // Removing the last finalizer of an object being deleted completes its deletion.
+        if object::is_deleting(&obj)
+            && object::finalizers(&obj).is_empty()
+            && !hooks::holds_deletion(r, &obj)
+        {
+            let kv = self
+                .store
+                .delete(&key, Some(expected))
+                .await
+                .map_err(|e| self.write_error(r, name, e))?;
+            object::set_resource_version(&mut obj, kv.mod_revision);
+            hooks::after_delete(self, r, &obj).await;
+            return Ok(Written { object: obj, warnings });
+        }
+        let kv = self
+            .store
+            .update(&key, object::to_bytes(&obj), Some(expected))
+            .await
+            .map_err(|e| self.write_error(r, name, e))?;
+        object::set_resource_version(&mut obj, kv.mod_revision);
+        hooks::after_write(self, r, &obj).await;
+        Ok(Written { object: obj, warnings })
+    }
+
+    fn write_error(&self, r: &Resource, name: &str, e: StoreError) -> ApiError {
+        match e {
+            StoreError::Conflict { .. } => {
+                ApiError::stale(&r.group_resource(), &r.group, &r.plural, name)
+            }
+            StoreError::NotFound(_) => {
+                ApiError::not_found(&r.group_resource(), &r.group, &r.plural, name)
+            }
+            other => other.into(),
+        }
+    }
+
+    /// Patch an object (or its status subresource).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn patch(
+        &self,
+        r: &Resource,
+        ns: Option<&str>,
+        name: &str,
+        kind: PatchType,
+        patch: &Value,
+        sub: Option<&str>,
+        opts: &WriteOptions,
+    ) -> ApiResult<Written> {
+        let key = r.key(ns, name);
+        if kind == PatchType::Strategic && r.definition.is_none() {
+            return Err(ApiError::UnsupportedMediaType(format!(
+                "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml (strategic merge patch is not supported for custom resources such as {})",
+                r.group_resource()
+            )));
+        }
+        let pinned = patch["metadata"]["resourceVersion"].as_str().map(str::to_string);
+        for _ in 0..MAX_RETRIES {
+            let Some(current) = self.store.get(&key).await? else {
+                if kind == PatchType::Apply {
+                    // Server-side apply creates what does not exist.
+                    let mut obj = patch.clone();
+                    object::meta_mut(&mut obj).insert("name".into(), Value::String(name.into()));
+                    return self.create(r, ns, obj, opts).await;
+                }
+                return Err(ApiError::not_found(&r.group_resource(), &r.group, &r.plural, name));
+            };
+            let old = decode(r, &current)?;
+            if let Some(rv) = &pinned {
+                if *rv != current.mod_revision.to_string() {
+                    return Err(ApiError::stale(&r.group_resource(), &r.group, &r.plural, name));
+                }
+            }
+            let mut patched = apply_patch(r, &old, kind, patch)?;
+            check_type_meta(r, &mut patched)?;
+            if object::name(&patched) != name {
+                return Err(ApiError::BadRequest(format!(
+                    "the name of the object ({}) does not match the name on the URL ({name})",
+                    object::name(&patched)
+                )));
+            }
+            if r.namespaced {
+                self.check_namespace_matches(ns, &mut patched)?;
+            }
+            match self
+                .finish_update(r, ns, name, patched, &old, current.mod_revision, sub, opts)
+                .await
+            {
+                Err(ApiError::Conflict(..)) if pinned.is_none() => continue,
+                other => return other,
+            }
+        }
+        Err(ApiError::Conflict(
+            format!("too many concurrent writes to {} \"{name}\"; try again", r.group_resource()),
+            Some(Details::new(&r.group, &r.plural, name)),
+        ))
+    }
+
+    /// Delete an object.
+    pub async fn delete(
+        &self,
+        r: &Resource,
+        ns: Option<&str>,
+        name: &str,
+        opts: &DeleteOptions,
+    ) -> ApiResult<Deleted> {
+        let key = r.key(ns, name);
+        for _ in 0..MAX_RETRIES {
+            let current = self.store.get(&key).await?.ok_or_else(|| {
+                ApiError::not_found(&r.group_resource(), &r.group, &r.plural, name)
+            })?;
+            let mut obj = decode(r, &current)?;
+            if let Some(uid) = &opts.uid {
+                if obj["metadata"]["uid"].as_str() != Some(uid) {
+                    return Err(ApiError::Conflict(
+                        format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {}", obj["metadata"]["uid"].as_str().unwrap_or("")),
+                        Some(Details::new(&r.group, &r.plural, name)),
+                    ));
+                }
+            }
+            if let Some(rv) = &opts.resource_version {
+                if *rv != current.mod_revision.to_string() {
+                    return Err(ApiError::Conflict(
+                        format!("Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}", current.mod_revision),
+                        Some(Details::new(&r.group, &r.plural, name)),
+                    ));
+                }
+            }
+            let plan = hooks::deletion_plan(r, &obj, opts);
+            if !plan.immediate {
+                let meta = object::meta_mut(&mut obj);
+                if !meta.contains_key("deletionTimestamp") {
+                    meta.insert(
+                        "deletionTimestamp".into(),
+                        Value::String(plan.deletion_timestamp.clone()),
+                    );
+                    meta.insert(
+                        "deletionGracePeriodSeconds".into(),
+                        Value::from(plan.grace_seconds),
+                    );
+                }
+                let mut fins = object::finalizers(&obj);
+                for f in &plan.add_finalizers {
+                    if !fins.contains(f) {
+                        fins.push(f.clone());
+                    }
+                }
+                if plan.remove_orphan_foreground {
+                    fins.retain(|f| f != "orphan" && f != "foregroundDeletion");
+                    fins.extend(plan.add_finalizers.iter().cloned());
+                }
+                if !fins.is_empty() {
+                    object::meta_mut(&mut obj).insert("finalizers".into(), json!(fins));
+                }
+                hooks::on_mark_deleted(r, &mut obj);
+                if opts.dry_run {
+                    return Ok(Deleted::Pending(obj));
+                }
+                match self
+                    .store
+                    .update(&key, object::to_bytes(&obj), Some(current.mod_revision))
+                    .await
+                {
+                    Ok(kv) => {
+                        object::set_resource_version(&mut obj, kv.mod_revision);
+                        hooks::after_write(self, r, &obj).await;
+                        return Ok(Deleted::Pending(obj));
+                    }
+                    Err(StoreError::Conflict { .. }) => continue,
+                    Err(e) => return Err(self.write_error(r, name, e)),
+                }
+            }
+            if opts.dry_run {
+                return Ok(Deleted::Gone(obj));
+            }
+            match self.store.delete(&key, Some(current.mod_revision)).await {
+                Ok(kv) => {
+                    object::set_resource_version(&mut obj, kv.mod_revision);
+                    hooks::after_delete(self, r, &obj).await;
+                    return Ok(Deleted::Gone(obj));
+                }
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(e) => return Err(self.write_error(r, name, e)),
+            }
+        }
+        Err(ApiError::Conflict(
+            format!("too many concurrent writes to {} \"{name}\"; try again", r.group_resource()),
+            Some(Details::new(&r.group, &r.plural, name)),
+        ))
+    }
+
+    async fn check_namespace(
+        &self,
+        r: &Resource,
+        ns: Option<&str>,
+        obj: &mut Value,
+    ) -> ApiResult<Option<String>> {
+        if !r.namespaced {
+            if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+                m.remove("namespace");
+            }
+            return Ok(None);
+        }
+        let ns = self.check_namespace_matches(ns, obj)?;
+        let ns_res = self.catalog.snapshot().find("", "v1", "namespaces").cloned();
+        if let Some(ns_res) = ns_res {
+            match self.store.get(&ns_res.key(None, &ns)).await? {
+                None => {
+                    return Err(ApiError::NotFound(
+                        format!("namespaces \"{ns}\" not found"),
+                        Some(Details::new("", "namespaces", &ns)),
+                    ))
+                }
+                Some(kv) => {
+                    let nsobj: Value = serde_json::from_slice(&kv.value).unwrap_or(Value::Null);
+                    if object::is_deleting(&nsobj) {
+                        return Err(ApiError::Forbidden(
+                            format!(
+                                "{} \"{}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated",
+                                r.group_resource(),
+                                object::name(obj)
+                            ),
+                            Some(Details::new(&r.group, &r.plural, object::name(obj))),
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(Some(ns))
+    }
+
+    fn check_namespace_matches(&self, ns: Option<&str>, obj: &mut Value) -> ApiResult<String> {
+        let url_ns = ns.unwrap_or("default");
+        match object::namespace(obj) {
+            Some(body_ns) if !body_ns.is_empty() && body_ns != url_ns => Err(ApiError::BadRequest(
+                "the namespace of the provided object does not match the namespace sent on the request".into(),
+            )),
+            _ => {
+                object::meta_mut(obj).insert("namespace".into(), Value::String(url_ns.into()));
+                Ok(url_ns.to_string())
+            }
+        }
+    }
+}
+
+fn already_exists(r: &Resource, name: &str) -> ApiError {
+    ApiError::AlreadyExists(
+        format!("{} \"{name}\" already exists", r.group_resource()),
+        Details::new(&r.group, &r.plural, name),
+    )
+}
+
+/// Decode a stored object for the version `r` serves.
+pub fn decode(r: &Resource, kv: &kumo_store::KeyValue) -> ApiResult<Value> {
+    let mut obj = object::from_kv(kv)
+        .ok_or_else(|| ApiError::Internal(format!("stored object {} is not valid JSON", kv.key)))?;
+    // Custom resources share storage across versions; the object reports the version asked for.
+    obj["apiVersion"] = Value::String(r.api_version());
+    obj["kind"] = Value::String(r.kind.clone());
+    Ok(obj)
+}
+
+/// `kind` and `apiVersion` must name this resource if given; they are filled in if not.
+fn check_type_meta(r: &Resource, obj: &mut Value) -> ApiResult<()> {
+    if !obj.is_object() {
+        return Err(ApiError::BadRequest(
+            "the body of the request must be a JSON or YAML object".into(),
+        ));
+    }
+    if let Some(v) = obj["apiVersion"].as_str().filter(|s| !s.is_empty()) {
+        let (g, _) = v.rsplit_once('/').unwrap_or(("", v));
+        if g != r.group {
+            return Err(ApiError::BadRequest(format!(
+                "the API version in the data ({v}) does not match the expected API version ({})",
+                r.api_version()
+            )));
+        }
+    }
+    if let Some(k) = obj["kind"].as_str().filter(|s| !s.is_empty()) {
+        if k != r.kind {
+            return Err(ApiError::BadRequest(format!(
+                "the kind in the data ({k}) does not match the expected kind ({})",
+                r.kind
+            )));
+        }
+    }
+    obj["apiVersion"] = Value::String(r.api_version());
+    obj["kind"] = Value::String(r.kind.clone());
+    Ok(())
+}
+
+fn apply_patch(r: &Resource, old: &Value, kind: PatchType, patch: &Value) -> ApiResult<Value> {
+    use kumo_api::patch;
+    let bad =
+        |e: patch::PatchError| ApiError::BadRequest(format!("the patch could not be applied: {e}"));
+    match kind {
+        PatchType::Json => {
+            let mut out = old.clone();
+            patch::json_patch(&mut out, patch).map_err(bad)?;
+            Ok(out)
+        }
+        PatchType::Merge | PatchType::Apply => {
+            if !patch.is_object() {
+                return Err(ApiError::BadRequest("the patch must be a JSON object".into()));
+            }
+            let mut out = old.clone();
+            patch::merge_patch(&mut out, patch);
+            Ok(out)
+        }
+        PatchType::Strategic => {
+            if !patch.is_object() {
+                return Err(ApiError::BadRequest("the patch must be a JSON object".into()));
+            }
+            patch::strategic_merge_patch(old, patch, admission::root_schema(r)).map_err(bad)
+        }
+    }
+}
+
+fn encode_continue(rev: i64, key: &str) -> String {
+    use base64::Engine;
+    let raw = json!({"v": "meta.k8s.io/v1", "rv": rev, "start": key}).to_string();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+}
+
+fn decode_continue(token: &str) -> ApiResult<(i64, String)> {
+    use base64::Engine;
+    let bad =
+        || ApiError::BadRequest("continue key is not valid: ask for the first page again".into());
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token.trim_end_matches('='))
+        .map_err(|_| bad())?;
+    let v: Value = serde_json::from_slice(&raw).map_err(|_| bad())?;
+    match (v["rv"].as_i64(), v["start"].as_str()) {
+        (Some(rv), Some(start)) => Ok((rv, start.to_string())),
+        _ => Err(bad()),
+    }
+}

@@ -1,0 +1,96 @@
+//! The `kumo` binary: `kumo up` runs a single-node control plane (API server over the embedded
+//! store) in one process. Later commands (`server`, `agent`, `sim`) join as their rooms land.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+#[derive(Parser, Debug)]
+#[command(name = "kumo", version, about = "A cloud-native microservice platform in one binary")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Start a single-node cluster: API server and embedded store.
+    Up(UpArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct UpArgs {
+    /// Where the store, credentials and kubeconfig live.
+    #[arg(long, default_value = ".kumo")]
+    data_dir: PathBuf,
+    /// Address of the HTTPS API (port 0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:6443")]
+    api_addr: SocketAddr,
+    /// Extra host names or IPs for the API server's certificate (repeatable).
+    #[arg(long = "tls-san")]
+    tls_san: Vec<String>,
+    /// Watch history kept in memory, in events (older resourceVersions get 410 Gone).
+    #[arg(long, default_value_t = 50_000)]
+    watch_history: usize,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("KUMO_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    match cli.command {
+        Command::Up(args) => runtime.block_on(up(args)),
+    }
+}
+
+async fn up(args: UpArgs) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("cannot create data dir {}", args.data_dir.display()))?;
+    let data_dir = args.data_dir.canonicalize()?;
+    let store_path = data_dir.join("store.redb");
+    let options = kumo_store::StoreOptions { history: args.watch_history, ..Default::default() };
+    let store = kumo_store::EmbeddedStore::open_with(&store_path, options)
+        .with_context(|| format!("cannot open the store {}", store_path.display()))?;
+    let store: Arc<dyn kumo_store::Store> = Arc::new(store);
+    let config = kumo_apiserver::Config {
+        data_dir: data_dir.clone(),
+        addr: args.api_addr,
+        hosts: args.tls_san,
+    };
+    let server = kumo_apiserver::start(config, store.clone()).await?;
+    let kubeconfig = server.kubeconfig.display().to_string();
+    // One line a script can wait for, then what a person needs to know.
+    println!("kumo is ready at https://{} ({} ms)", server.addr, started.elapsed().as_millis());
+    println!("  export KUBECONFIG={kubeconfig}");
+    println!("  kubectl get namespaces");
+    println!("Press Ctrl-C to stop; data stays in {}", data_dir.display());
+    wait_for_signal().await;
+    eprintln!("kumo: shutting down");
+    server.shutdown().await;
+    drop(store);
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

@@ -1,0 +1,11 @@
+//! End-to-end tests: the real `kumo up` binary driven by the real `kubectl`, the `kube` crate
+//! and plain HTTPS. Each test starts its own cluster on a free port in a temp dir.
+
+mod api_errors;
+mod conformance;
+mod crds;
+mod durability;
+mod harness;
+mod kube_client;
+mod kubectl_basics;
+mod kubectl_deletion;

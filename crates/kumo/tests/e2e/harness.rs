@@ -1,0 +1,262 @@
+//! Shared helpers of the end-to-end tests: start the real `kumo up` binary on a free port in a
+//! temp dir, wait until it is ready, drive it with the real `kubectl`, and leave nothing
+//! behind (the process is killed on drop; its log is printed when a test fails).
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// The `kubectl` users get (the dispatcher picks the minor matching the server).
+pub const KUBECTL: &str = "kubectl";
+
+/// A running `kumo up`.
+pub struct Cluster {
+    child: Option<Child>,
+    /// The data dir (kept across restarts).
+    pub dir: tempfile::TempDir,
+    /// HOME for kubectl (its cache), separate per cluster.
+    pub home: PathBuf,
+    /// `<dir>/kubeconfig.yaml`.
+    pub kubeconfig: PathBuf,
+    /// `127.0.0.1:<port>`.
+    pub addr: String,
+    log: PathBuf,
+}
+
+impl Cluster {
+    /// Start a new cluster in a fresh temp dir.
+    pub fn start() -> Cluster {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let home = dir.path().join("home");
+        std::fs::create_dir_all(&home).expect("home");
+        let mut c = Cluster {
+            child: None,
+            kubeconfig: dir.path().join("data").join("kubeconfig.yaml"),
+            log: dir.path().join("kumo.log"),
+            dir,
+            home,
+            addr: String::new(),
+        };
+        c.boot("127.0.0.1:0");
+        c
+    }
+
+    /// The data dir.
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    fn boot(&mut self, api_addr: &str) {
+        let log =
+            std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("log");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_kumo"))
+            .args(["up", "--data-dir"])
+            .arg(self.data_dir())
+            .args(["--api-addr", api_addr])
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .expect("spawn kumo");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(rest) = line.strip_prefix("kumo is ready at https://") {
+                    let addr = rest.split_whitespace().next().unwrap_or("").to_string();
+                    let _ = tx.send(addr);
+                }
+            }
+        });
+        self.child = Some(child);
+        match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(addr) => self.addr = addr,
+            Err(_) => panic!("kumo did not become ready in 60 s; log:\n{}", self.log_text()),
+        }
+    }
+
+    /// The server's log so far.
+    pub fn log_text(&self) -> String {
+        let mut s = String::new();
+        if let Ok(mut f) = std::fs::File::open(&self.log) {
+            let _ = f.read_to_string(&mut s);
+        }
+        s
+    }
+
+    /// Kill the server with SIGKILL (no chance to clean up).
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Stop with SIGINT (Ctrl-C) and wait for a clean exit; returns the exit status.
+    pub fn interrupt(&mut self) -> std::process::ExitStatus {
+        let mut c = self.child.take().expect("running");
+        let _ = Command::new("kill").args(["-INT", &c.id().to_string()]).status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(Some(status)) = c.try_wait() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = c.kill();
+                panic!("kumo did not stop within 20 s of SIGINT");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Start again on the same data dir and port.
+    pub fn restart(&mut self) {
+        self.kill();
+        let addr = self.addr.clone();
+        self.boot(&addr);
+    }
+
+    /// A `kubectl` command bound to this cluster.
+    pub fn kubectl_cmd(&self, args: &[&str]) -> Command {
+        self.kubectl_bin_cmd(KUBECTL, args)
+    }
+
+    /// A command for a specific kubectl binary (version skew tests).
+    pub fn kubectl_bin_cmd(&self, bin: &str, args: &[&str]) -> Command {
+        let mut cmd = Command::new(bin);
+        cmd.env("KUBECONFIG", &self.kubeconfig)
+            .env("HOME", &self.home)
+            .env_remove("KUBECTL_EXTERNAL_DIFF")
+            .args(["--request-timeout=30s"])
+            .args(args);
+        cmd
+    }
+
+    /// Run kubectl; returns the output whatever the exit code.
+    pub fn kubectl_output(&self, args: &[&str]) -> Output {
+        run_bounded(self.kubectl_cmd(args), None, Duration::from_secs(60))
+    }
+
+    /// Run kubectl with `stdin` as input.
+    pub fn kubectl_stdin(&self, args: &[&str], stdin: &str) -> Output {
+        run_bounded(self.kubectl_cmd(args), Some(stdin), Duration::from_secs(60))
+    }
+
+    /// Run kubectl and insist it succeeds with no warnings on stderr; returns stdout.
+    pub fn kubectl(&self, args: &[&str]) -> String {
+        let out = self.kubectl_output(args);
+        self.expect_ok(args, &out)
+    }
+
+    /// Like [`Cluster::kubectl`] with stdin.
+    pub fn kubectl_in(&self, args: &[&str], stdin: &str) -> String {
+        let out = self.kubectl_stdin(args, stdin);
+        self.expect_ok(args, &out)
+    }
+
+    fn expect_ok(&self, args: &[&str], out: &Output) -> String {
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(
+            out.status.success(),
+            "kubectl {args:?} failed ({}):\nstdout: {stdout}\nstderr: {stderr}\nserver log tail:\n{}",
+            out.status,
+            tail(&self.log_text(), 40)
+        );
+        assert!(
+            !stderr.to_lowercase().contains("warning") && !stderr.to_lowercase().contains("error"),
+            "kubectl {args:?} printed on stderr: {stderr}"
+        );
+        stdout
+    }
+
+    /// Run kubectl expecting failure; returns stderr.
+    pub fn kubectl_fails(&self, args: &[&str]) -> String {
+        let out = self.kubectl_output(args);
+        assert!(
+            !out.status.success(),
+            "kubectl {args:?} should have failed; stdout: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8_lossy(&out.stderr).to_string()
+    }
+
+    /// `kubectl get <what> -o json`, parsed.
+    pub fn get_json(&self, args: &[&str]) -> serde_json::Value {
+        let mut a = vec!["get"];
+        a.extend_from_slice(args);
+        a.extend_from_slice(&["-o", "json"]);
+        serde_json::from_str(&self.kubectl(&a)).expect("json")
+    }
+
+    /// Write `contents` to a file in the temp dir and return its path.
+    pub fn file(&self, name: &str, contents: &str) -> PathBuf {
+        let p = self.dir.path().join(name);
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent).expect("dir");
+        }
+        std::fs::write(&p, contents).expect("write");
+        p
+    }
+
+    /// Poll `f` until it returns true or `timeout` passes.
+    pub fn eventually(&self, what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if f() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("timed out waiting for {what}; server log tail:\n{}", tail(&self.log_text(), 40));
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("---- kumo log ----\n{}", tail(&self.log_text(), 80));
+        }
+        self.kill();
+    }
+}
+
+/// The last `n` lines of `s`.
+pub fn tail(s: &str, n: usize) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// Run a command with a time limit; kill it if it overruns.
+pub fn run_bounded(mut cmd: Command, stdin: Option<&str>, limit: Duration) -> Output {
+    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn");
+    if let Some(input) = stdin {
+        use std::io::Write;
+        let mut pipe = child.stdin.take().expect("stdin");
+        let data = input.to_string();
+        std::thread::spawn(move || {
+            let _ = pipe.write_all(data.as_bytes());
+        });
+    }
+    let id = child.id();
+    let (tx, rx) = mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        if rx.recv_timeout(limit).is_err() {
+            let _ = Command::new("kill").args(["-9", &id.to_string()]).status();
+        }
+    });
+    let out = child.wait_with_output().expect("wait");
+    let _ = tx.send(());
+    out
+}
+
+/// The shared conformance manifests.
+pub fn conformance_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/conformance/manifests")
+}

@@ -1,0 +1,163 @@
+//! `EmbeddedStore`: the store in one redb file, with group-committed, fsynced writes.
+//!
+//! Writes go through the writer thread ([`writer`]); reads open their own redb read transaction
+//! (a consistent snapshot that never waits for writers); watches come from the in-memory hub.
+
+mod codec;
+mod writer;
+
+use std::ops::Bound;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use redb::{Database, ReadableDatabase, ReadableTable};
+
+use self::codec::{backend, decode, KEYS, META, REVISION};
+use self::writer::Writer;
+use crate::hub::WatchHub;
+use crate::op::WriteOp;
+use crate::{
+    KeyValue, RangeRequest, RangeResponse, Revision, Store, StoreError, StoreOptions, WatchStream,
+};
+
+/// A [`Store`] kept in a redb file. An acknowledged write has been fsynced; concurrent writes
+/// share one transaction and one fsync. Watch history lives in memory only, so after a restart
+/// watching from any older revision gives `Compacted` and clients re-list.
+///
+/// ```no_run
+/// use kumo_store::{EmbeddedStore, Store};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), kumo_store::StoreError> {
+/// let store = EmbeddedStore::open(std::path::Path::new("/var/lib/kumo/store.redb"))?;
+/// store.create("/registry/namespaces/default", b"{}".to_vec()).await?;
+/// # Ok(()) }
+/// ```
+pub struct EmbeddedStore {
+    // Declared first so it drops (and joins the writer thread) before the rest.
+    writer: Writer,
+    db: Arc<Database>,
+    hub: Arc<WatchHub>,
+    path: PathBuf,
+}
+
+impl EmbeddedStore {
+    /// Opens (or creates) the store file at `path` with default [`StoreOptions`].
+    pub fn open(path: &Path) -> Result<EmbeddedStore, StoreError> {
+        EmbeddedStore::open_with(path, StoreOptions::default())
+    }
+
+    /// Opens (or creates) the store file at `path`; every key and the revision counter come back.
+    pub fn open_with(path: &Path, options: StoreOptions) -> Result<EmbeddedStore, StoreError> {
+        let db = Database::create(path).map_err(backend("open store file"))?;
+        let revision = initialize(&db)?;
+        tracing::info!(path = %path.display(), revision, "store opened");
+        let db = Arc::new(db);
+        let hub = WatchHub::new(revision, &options);
+        let writer = Writer::spawn(Arc::clone(&db), Arc::clone(&hub), revision)?;
+        Ok(EmbeddedStore { writer, db, hub, path: path.to_owned() })
+    }
+}
+
+/// Creates the tables if absent and returns the last committed revision.
+fn initialize(db: &Database) -> Result<Revision, StoreError> {
+    let txn = db.begin_write().map_err(backend("begin write"))?;
+    let revision = {
+        txn.open_table(KEYS).map_err(backend("open keys table"))?;
+        let mut meta = txn.open_table(META).map_err(backend("open meta table"))?;
+        let stored = meta.get(REVISION).map_err(backend("read revision"))?.map(|rev| rev.value());
+        match stored {
+            Some(revision) => revision,
+            None => {
+                meta.insert(REVISION, 1).map_err(backend("write revision"))?;
+                1
+            }
+        }
+    };
+    txn.commit().map_err(backend("commit"))?;
+    Ok(revision)
+}
+
+/// One consistent read of a prefix (runs on a blocking thread).
+fn range_blocking(db: &Database, req: &RangeRequest) -> Result<RangeResponse, StoreError> {
+    let txn = db.begin_read().map_err(backend("begin read"))?;
+    let meta = txn.open_table(META).map_err(backend("open meta table"))?;
+    let revision =
+        meta.get(REVISION).map_err(backend("read revision"))?.map_or(1, |rev| rev.value());
+    let keys = txn.open_table(KEYS).map_err(backend("open keys table"))?;
+    let entries =
+        keys.range::<&str>((req.start_bound(), Bound::Unbounded)).map_err(backend("range"))?;
+    let limit = if req.limit == 0 { usize::MAX } else { req.limit };
+    let mut kvs = Vec::new();
+    let mut remaining = 0u64;
+    for entry in entries {
+        let (key, record) = entry.map_err(backend("range"))?;
+        let key = key.value();
+        if !key.starts_with(&req.prefix) {
+            break;
+        }
+        if kvs.len() < limit {
+            kvs.push(decode(key, record.value())?);
+        } else {
+            // Counting the rest reads keys only (values stay on their pages).
+            remaining += 1;
+        }
+    }
+    Ok(RangeResponse { kvs, more: remaining > 0, remaining: Some(remaining), revision })
+}
+
+impl std::fmt::Debug for EmbeddedStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddedStore").field("path", &self.path).finish_non_exhaustive()
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for EmbeddedStore {
+    async fn get(&self, key: &str) -> Result<Option<KeyValue>, StoreError> {
+        // A point read is a few cached page lookups: cheap enough to do inline.
+        let txn = self.db.begin_read().map_err(backend("begin read"))?;
+        let keys = txn.open_table(KEYS).map_err(backend("open keys table"))?;
+        match keys.get(key).map_err(backend("read key"))? {
+            Some(record) => decode(key, record.value()).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    async fn range(&self, req: RangeRequest) -> Result<RangeResponse, StoreError> {
+        let db = Arc::clone(&self.db);
+        tokio::task::spawn_blocking(move || range_blocking(&db, &req))
+            .await
+            .map_err(backend("range task"))?
+    }
+
+    async fn create(&self, key: &str, value: Vec<u8>) -> Result<KeyValue, StoreError> {
+        self.writer.submit(WriteOp::Create { key: key.to_owned(), value }).await
+    }
+
+    async fn update(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        expected: Option<Revision>,
+    ) -> Result<KeyValue, StoreError> {
+        self.writer.submit(WriteOp::Update { key: key.to_owned(), value, expected }).await
+    }
+
+    async fn delete(&self, key: &str, expected: Option<Revision>) -> Result<KeyValue, StoreError> {
+        self.writer.submit(WriteOp::Delete { key: key.to_owned(), expected }).await
+    }
+
+    async fn watch(&self, prefix: &str, after: Revision) -> Result<WatchStream, StoreError> {
+        self.hub.watch(prefix, after)
+    }
+
+    async fn compact(&self, revision: Revision) -> Result<(), StoreError> {
+        // Only the latest version of each key is stored, so compaction is history-only.
+        self.hub.compact(revision);
+        Ok(())
+    }
+
+    async fn current_revision(&self) -> Result<Revision, StoreError> {
+        Ok(self.hub.current_revision())
+    }
+}

@@ -1,0 +1,333 @@
+//! The watch hub: a bounded history of recent events plus the live watchers, shared by every
+//! backend.
+//!
+//! A backend calls [`WatchHub::publish`] with each committed batch, in revision order and before
+//! acknowledging the writes. Registration ([`WatchHub::watch`]) and publishing take the same lock,
+//! so a new watcher's history replay and its live subscription meet exactly: no event is missed or
+//! delivered twice.
+//!
+//! Events are kept as `Arc<WatchEvent>`: publishing to N watchers costs N pointer copies under the
+//! lock; each watcher clones its events out when it reads them.
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
+use std::task::{Context, Poll};
+
+use futures::Stream;
+use tokio::sync::mpsc;
+
+use crate::{Revision, StoreError, StoreOptions, WatchEvent, WatchStream};
+
+/// History and watchers behind one lock.
+pub(crate) struct WatchHub {
+    state: Mutex<HubState>,
+    watch_buffer: usize,
+}
+
+struct HubState {
+    /// The most recent events, oldest first, contiguous in revision.
+    history: VecDeque<Arc<WatchEvent>>,
+    /// How many events `history` keeps.
+    capacity: usize,
+    /// Every revision at or below this one is forgotten.
+    compacted: Revision,
+    /// The revision of the last published event.
+    current: Revision,
+    watchers: Vec<Watcher>,
+    next_id: u64,
+}
+
+struct Watcher {
+    id: u64,
+    prefix: String,
+    /// Only events with a revision above this one (a watch may start ahead of the hub when its
+    /// `after` came from a read that saw a commit not yet published).
+    after: Revision,
+    tx: mpsc::Sender<Arc<WatchEvent>>,
+    /// Set when the watcher fell behind; its stream yields it after the buffered events.
+    lagged: Arc<OnceLock<StoreError>>,
+}
+
+impl WatchHub {
+    /// A hub for a store at `current`; nothing before it can be watched.
+    pub(crate) fn new(current: Revision, options: &StoreOptions) -> Arc<WatchHub> {
+        Arc::new(WatchHub {
+            state: Mutex::new(HubState {
+                history: VecDeque::new(),
+                capacity: options.history,
+                compacted: current,
+                current,
+                watchers: Vec::new(),
+                next_id: 0,
+            }),
+            watch_buffer: options.watch_buffer.max(1),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HubState> {
+        // A panic while holding the lock leaves the state consistent enough to keep serving.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The revision of the last published event.
+    #[cfg_attr(not(feature = "embedded"), allow(dead_code))]
+    pub(crate) fn current_revision(&self) -> Revision {
+        self.lock().current
+    }
+
+    /// Appends committed events (in revision order) to the history and hands them to watchers.
+    pub(crate) fn publish(&self, events: impl IntoIterator<Item = WatchEvent>) {
+        let mut state = self.lock();
+        for event in events {
+            let event = Arc::new(event);
+            let revision = event.revision();
+            debug_assert!(revision > state.current, "events must be published in revision order");
+            state.current = revision;
+            state.history.push_back(Arc::clone(&event));
+            while state.history.len() > state.capacity {
+                if let Some(old) = state.history.pop_front() {
+                    state.compacted = old.revision();
+                }
+            }
+            if state.history.is_empty() {
+                state.compacted = revision;
+            }
+            state.watchers.retain(|watcher| watcher.offer(&event));
+        }
+    }
+
+    /// Forgets history at or below `revision` (clamped to the current revision).
+    pub(crate) fn compact(&self, revision: Revision) {
+        let mut state = self.lock();
+        let revision = revision.min(state.current);
+        if revision <= state.compacted {
+            return;
+        }
+        while state.history.front().is_some_and(|event| event.revision() <= revision) {
+            state.history.pop_front();
+        }
+        state.compacted = revision;
+    }
+
+    /// Registers a watcher for events under `prefix` with revision > `after` (0 = from now).
+    pub(crate) fn watch(
+        self: &Arc<Self>,
+        prefix: &str,
+        after: Revision,
+    ) -> Result<WatchStream, StoreError> {
+        let mut state = self.lock();
+        let after = if after == 0 { state.current } else { after };
+        if after < state.compacted {
+            return Err(StoreError::Compacted { requested: after, compacted: state.compacted });
+        }
+        // History is in revision order, so find the first wanted event by binary search.
+        let start = state.history.partition_point(|event| event.revision() <= after);
+        let replay: VecDeque<_> = state
+            .history
+            .range(start..)
+            .filter(|event| event.kv.key.starts_with(prefix))
+            .cloned()
+            .collect();
+        let (tx, rx) = mpsc::channel(self.watch_buffer);
+        let lagged = Arc::new(OnceLock::new());
+        let id = state.next_id;
+        state.next_id += 1;
+        state.watchers.push(Watcher {
+            id,
+            prefix: prefix.to_owned(),
+            after,
+            tx,
+            lagged: Arc::clone(&lagged),
+        });
+        Ok(Box::pin(WatchReceiver {
+            replay,
+            rx,
+            lagged,
+            hub: Arc::downgrade(self),
+            id,
+            done: false,
+        }))
+    }
+
+    fn unregister(&self, id: u64) {
+        self.lock().watchers.retain(|watcher| watcher.id != id);
+    }
+
+    #[cfg(test)]
+    fn watcher_count(&self) -> usize {
+        self.lock().watchers.len()
+    }
+}
+
+impl Watcher {
+    /// Delivers `event` if it concerns this watcher; returns false when the watcher must go.
+    fn offer(&self, event: &Arc<WatchEvent>) -> bool {
+        if event.revision() <= self.after || !event.kv.key.starts_with(&self.prefix) {
+            return !self.tx.is_closed();
+        }
+        match self.tx.try_send(Arc::clone(event)) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                // Too far behind: end its stream with Compacted so the client re-lists rather
+                // than letting one slow reader hold memory for everyone. It has missed
+                // `dropped`, so it could only have resumed after it.
+                let dropped = event.revision();
+                tracing::warn!(prefix = %self.prefix, revision = dropped, "watcher fell behind");
+                let _ = self
+                    .lagged
+                    .set(StoreError::Compacted { requested: dropped - 1, compacted: dropped });
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+}
+
+/// The consumer side of one watcher: first the replayed history, then the live channel.
+struct WatchReceiver {
+    replay: VecDeque<Arc<WatchEvent>>,
+    rx: mpsc::Receiver<Arc<WatchEvent>>,
+    lagged: Arc<OnceLock<StoreError>>,
+    hub: Weak<WatchHub>,
+    id: u64,
+    done: bool,
+}
+
+impl Stream for WatchReceiver {
+    type Item = Result<WatchEvent, StoreError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.done {
+            return Poll::Ready(None);
+        }
+        if let Some(event) = self.replay.pop_front() {
+            return Poll::Ready(Some(Ok(Arc::unwrap_or_clone(event))));
+        }
+        match self.rx.poll_recv(cx) {
+            Poll::Ready(Some(event)) => Poll::Ready(Some(Ok(Arc::unwrap_or_clone(event)))),
+            Poll::Ready(None) => {
+                // The hub dropped our sender: either we lagged or the store went away.
+                self.done = true;
+                let err = self.lagged.get().cloned().unwrap_or(StoreError::Closed);
+                Poll::Ready(Some(Err(err)))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl Drop for WatchReceiver {
+    fn drop(&mut self) {
+        if let Some(hub) = self.hub.upgrade() {
+            hub.unregister(self.id);
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::{EventKind, KeyValue};
+    use futures::StreamExt;
+
+    fn put(key: &str, revision: Revision) -> WatchEvent {
+        WatchEvent {
+            kind: EventKind::Put,
+            kv: KeyValue {
+                key: key.into(),
+                value: vec![],
+                create_revision: revision,
+                mod_revision: revision,
+            },
+            prev: None,
+        }
+    }
+
+    fn hub(history: usize, watch_buffer: usize) -> Arc<WatchHub> {
+        WatchHub::new(1, &StoreOptions { history, watch_buffer })
+    }
+
+    async fn revisions(stream: &mut WatchStream, n: usize) -> Vec<Revision> {
+        let mut out = Vec::new();
+        for _ in 0..n {
+            out.push(stream.next().await.unwrap().unwrap().revision());
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn replays_history_then_live_events_without_gap_or_duplicate() {
+        let hub = hub(100, 100);
+        hub.publish([put("/a", 2), put("/a", 3)]);
+        let mut stream = hub.watch("/a", 2).unwrap();
+        hub.publish([put("/a", 4)]);
+        assert_eq!(revisions(&mut stream, 2).await, vec![3, 4]);
+    }
+
+    #[tokio::test]
+    async fn filters_by_prefix() {
+        let hub = hub(100, 100);
+        let mut stream = hub.watch("/a/", 0).unwrap();
+        hub.publish([put("/b/x", 2), put("/a/x", 3), put("/ab", 4), put("/a/y", 5)]);
+        assert_eq!(revisions(&mut stream, 2).await, vec![3, 5]);
+    }
+
+    #[tokio::test]
+    async fn trimmed_history_reports_compacted() {
+        let hub = hub(2, 100);
+        hub.publish([put("/a", 2), put("/a", 3), put("/a", 4)]);
+        assert!(hub.watch("", 2).is_ok());
+        let err = hub.watch("", 1).err().unwrap();
+        assert_eq!(err, StoreError::Compacted { requested: 1, compacted: 2 });
+    }
+
+    #[tokio::test]
+    async fn compact_forgets_history_at_or_below_revision() {
+        let hub = hub(100, 100);
+        hub.publish([put("/a", 2), put("/a", 3), put("/a", 4)]);
+        hub.compact(3);
+        assert!(matches!(hub.watch("", 2), Err(StoreError::Compacted { compacted: 3, .. })));
+        let mut stream = hub.watch("", 3).unwrap();
+        assert_eq!(revisions(&mut stream, 1).await, vec![4]);
+    }
+
+    #[tokio::test]
+    async fn watch_ahead_of_hub_skips_events_up_to_after() {
+        let hub = hub(100, 100);
+        let mut stream = hub.watch("", 3).unwrap();
+        hub.publish([put("/a", 2), put("/a", 3), put("/a", 4)]);
+        assert_eq!(revisions(&mut stream, 1).await, vec![4]);
+    }
+
+    #[tokio::test]
+    async fn lagging_watcher_gets_buffered_events_then_compacted_then_end() {
+        let hub = hub(100, 2);
+        let mut stream = hub.watch("", 0).unwrap();
+        hub.publish([put("/a", 2), put("/a", 3), put("/a", 4)]);
+        assert_eq!(hub.watcher_count(), 0);
+        assert_eq!(revisions(&mut stream, 2).await, vec![2, 3]);
+        let err = stream.next().await.unwrap().unwrap_err();
+        assert_eq!(err, StoreError::Compacted { requested: 3, compacted: 4 });
+        assert!(stream.next().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn dropping_the_stream_unregisters_the_watcher() {
+        let hub = hub(100, 100);
+        let stream = hub.watch("", 0).unwrap();
+        assert_eq!(hub.watcher_count(), 1);
+        drop(stream);
+        assert_eq!(hub.watcher_count(), 0);
+    }
+
+    #[tokio::test]
+    async fn dropping_the_hub_ends_streams_with_closed() {
+        let hub = hub(100, 100);
+        let mut stream = hub.watch("", 0).unwrap();
+        drop(hub);
+        assert_eq!(stream.next().await.unwrap().unwrap_err(), StoreError::Closed);
+        assert!(stream.next().await.is_none());
+    }
+}

@@ -1,0 +1,98 @@
+//! The values that cross the [`Store`](crate::Store) seam: key-values, watch events, range
+//! requests and responses, and the options both backends share.
+
+/// A position in the store's single, global history.
+///
+/// Every successful write (create, update, delete) advances it by exactly one. An empty store is
+/// at revision 1, so the first write gets revision 2 (as in etcd).
+pub type Revision = i64;
+
+/// One key as stored, with the revisions that created and last modified it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyValue {
+    /// The full key, e.g. `/registry/pods/default/web-0`.
+    pub key: String,
+    /// The stored bytes (the serialized object); the store never looks inside.
+    pub value: Vec<u8>,
+    /// Revision of the write that created this key.
+    pub create_revision: Revision,
+    /// Revision of the last write to this key (for a deleted value: the delete's revision).
+    pub mod_revision: Revision,
+}
+
+/// What happened to a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    /// The key was created or updated.
+    Put,
+    /// The key was deleted.
+    Delete,
+}
+
+/// One change, as delivered to watchers.
+#[derive(Debug, Clone)]
+pub struct WatchEvent {
+    /// Put or Delete.
+    pub kind: EventKind,
+    /// for Put: the new kv; for Delete: the deleted value with mod_revision = the delete's revision
+    pub kv: KeyValue,
+    /// The key's value before this write (`None` for a create).
+    pub prev: Option<KeyValue>,
+}
+
+impl WatchEvent {
+    /// The revision of the write that produced this event.
+    pub fn revision(&self) -> Revision {
+        self.kv.mod_revision
+    }
+}
+
+/// A consistent, ordered read of the keys under a prefix.
+#[derive(Debug, Clone, Default)]
+pub struct RangeRequest {
+    /// Only keys starting with this string (empty = every key).
+    pub prefix: String,
+    /// return keys strictly greater than this (pagination)
+    pub start_after: Option<String>,
+    /// 0 = no limit
+    pub limit: usize,
+}
+
+impl RangeRequest {
+    /// Where the range begins: just after `start_after` when that lies at or past the prefix,
+    /// else at the prefix itself.
+    pub(crate) fn start_bound(&self) -> std::ops::Bound<&str> {
+        match self.start_after.as_deref() {
+            Some(after) if after >= self.prefix.as_str() => std::ops::Bound::Excluded(after),
+            _ => std::ops::Bound::Included(self.prefix.as_str()),
+        }
+    }
+}
+
+/// The answer to a [`RangeRequest`].
+#[derive(Debug, Clone)]
+pub struct RangeResponse {
+    /// The keys found, in ascending key order.
+    pub kvs: Vec<KeyValue>,
+    /// more keys under the prefix after the last returned
+    pub more: bool,
+    /// how many keys remain after the returned ones (when cheap; else None)
+    pub remaining: Option<u64>,
+    /// the store revision this read saw
+    pub revision: Revision,
+}
+
+/// Tuning shared by both backends.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// events kept in memory for watch resume, default 50_000
+    pub history: usize,
+    /// per-watcher channel, default 10_000
+    pub watch_buffer: usize,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions { history: 50_000, watch_buffer: 10_000 }
+    }
+}
