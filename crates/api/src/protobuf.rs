@@ -188,12 +188,64 @@ fn message(name: &str, buf: &[u8], depth: usize) -> Result<Value, ProtoError> {
                 a.extend(values);
             }
         } else if let Some(v) = values.into_iter().last() {
-            if !v.is_null() {
+            if !v.is_null() && !(is_zero(&v) && !KEEP_ZERO.contains(&f.name.as_str())) {
                 out.insert(f.name.clone(), v);
             }
         }
     }
     Ok(Value::Object(out))
+}
+
+/// Go's protobuf encoding writes every non-pointer field, zero or not, where its JSON encoding
+/// (`omitempty`) leaves zeros out. Pointer fields are written only when set, and for these a
+/// zero is meaningful (`replicas: 0`, `runAsUser: 0`, `automountServiceAccountToken: false`).
+const KEEP_ZERO: &[&str] = &[
+    "replicas",
+    "parallelism",
+    "completions",
+    "backoffLimit",
+    "backoffLimitPerIndex",
+    "maxFailedIndexes",
+    "terminationGracePeriodSeconds",
+    "activeDeadlineSeconds",
+    "successfulJobsHistoryLimit",
+    "failedJobsHistoryLimit",
+    "revisionHistoryLimit",
+    "progressDeadlineSeconds",
+    "startingDeadlineSeconds",
+    "ttlSecondsAfterFinished",
+    "suspend",
+    "runAsUser",
+    "runAsGroup",
+    "fsGroup",
+    "runAsNonRoot",
+    "readOnlyRootFilesystem",
+    "privileged",
+    "allowPrivilegeEscalation",
+    "automountServiceAccountToken",
+    "immutable",
+    "optional",
+    "defaultMode",
+    "mode",
+    "enableServiceLinks",
+    "minReplicas",
+    "priority",
+    "value",
+    "allocateLoadBalancerNodePorts",
+    "publishNotReadyAddresses",
+    "partition",
+    "expirationSeconds",
+    "allowed",
+    "denied",
+];
+
+fn is_zero(v: &Value) -> bool {
+    match v {
+        Value::String(s) => s.is_empty(),
+        Value::Bool(b) => !b,
+        Value::Number(n) => n.as_f64() == Some(0.0),
+        _ => false,
+    }
 }
 
 fn map_entry(f: &Field, entry: &[u8], depth: usize) -> Result<(String, Value), ProtoError> {

@@ -140,14 +140,6 @@ async fn bad_requests_get_statuses_and_store_nothing() {
     stale["data"] = json!({"a": "2"});
     let r = status(http.put(format!("{cms}/dup")).json(&stale).send().await.unwrap()).await;
     assert_status(&r, 409, "Conflict", "the object has been modified");
-    // Watch from a revision that is gone.
-    let r = http
-        .get(format!("{cms}?watch=true&resourceVersion=1&timeoutSeconds=2"))
-        .send()
-        .await
-        .unwrap();
-    let text = r.text().await.unwrap();
-    assert!(text.contains("\"ERROR\"") && text.contains("\"code\":410"), "{text}");
     // Bad selectors and parameters.
     let r = status(http.get(format!("{cms}?labelSelector=a%20in%20(")).send().await.unwrap()).await;
     assert_eq!(r.0, 400, "{}", r.1);

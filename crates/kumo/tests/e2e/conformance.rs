@@ -66,14 +66,30 @@ fn check_read_back(c: &Cluster, wanted: Vec<Value>, get_args: &[&str], label: &s
     assert!(diffs.is_empty(), "fields not read back as given:\n{}", diffs.join("\n"));
 }
 
-fn apply_file(c: &Cluster, path: &Path) {
+/// A namespace per file: the apps reuse names (two `frontend` Deployments with different
+/// selectors), which one namespace cannot hold on any cluster.
+fn namespace_for(path: &Path) -> String {
+    // Files that name their namespace keep it.
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    if let Some(ns) =
+        docs(&text).iter().find_map(|d| d["metadata"]["namespace"].as_str().map(str::to_string))
+    {
+        return ns;
+    }
+    let stem = path.file_stem().unwrap().to_string_lossy().to_lowercase();
+    let ns: String =
+        stem.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
+    ns.chars().take(60).collect::<String>().trim_matches('-').to_string()
+}
+
+fn apply_file(c: &Cluster, path: &Path, ns: &str) {
     let p = path.to_str().unwrap();
-    let out = c.kubectl_output(&["apply", "-f", p]);
+    let out = c.kubectl_output(&["apply", "-n", ns, "-f", p]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     if !out.status.success() && stderr.contains("Too long: may not be more than 262144 bytes") {
         // As on a real cluster: the last-applied annotation of a CRD this large exceeds the
         // annotation limit, and the project's documented way is server-side apply.
-        c.kubectl(&["apply", "--server-side", "-f", p]);
+        c.kubectl(&["apply", "--server-side", "-n", ns, "-f", p]);
         return;
     }
     assert!(out.status.success(), "kubectl apply -f {p} failed:\n{stderr}");
@@ -91,7 +107,7 @@ fn every_conformance_manifest_is_accepted_and_reads_back() {
         .collect();
     crds.sort();
     for f in &crds {
-        apply_file(&c, f);
+        apply_file(&c, f, "default");
     }
     c.kubectl(&["wait", "--for=condition=Established", "crd", "--all", "--timeout=30s"]);
     for f in &crds {
@@ -109,16 +125,32 @@ fn every_conformance_manifest_is_accepted_and_reads_back() {
     }
     files.sort();
     for f in &files {
-        apply_file(&c, f);
+        let ns = namespace_for(f);
+        if !c.kubectl_output(&["get", "namespace", &ns]).status.success() {
+            c.kubectl(&["create", "namespace", &ns]);
+        }
+        apply_file(&c, f, &ns);
     }
     for f in &files {
         let text = std::fs::read_to_string(f).unwrap();
-        check_read_back(&c, docs(&text), &["-f", f.to_str().unwrap()], &f.display().to_string());
+        let ns = namespace_for(f);
+        check_read_back(
+            &c,
+            docs(&text),
+            &["-n", &ns, "-f", f.to_str().unwrap()],
+            &f.display().to_string(),
+        );
     }
     let kdir = root.join("online-boutique/kustomize");
     let k = kdir.to_str().unwrap();
-    let out = c.kubectl(&["apply", "-k", k]);
+    c.kubectl(&["create", "namespace", "boutique-kustomize"]);
+    let out = c.kubectl(&["apply", "-n", "boutique-kustomize", "-k", k]);
     assert!(out.contains("deployment.apps/frontend"), "{out}");
     let built = c.kubectl(&["kustomize", k]);
-    check_read_back(&c, docs(&built), &["-k", k], "online-boutique/kustomize");
+    check_read_back(
+        &c,
+        docs(&built),
+        &["-n", "boutique-kustomize", "-k", k],
+        "online-boutique/kustomize",
+    );
 }

@@ -70,7 +70,7 @@ fn apply_k_builds_a_kustomization() {
     c.file("kust/deploy.yaml", DEPLOY_V1);
     c.file(
         "kust/kustomization.yaml",
-        "namePrefix: shop-\ncommonLabels:\n  team: checkout\nresources:\n- deploy.yaml\nconfigMapGenerator:\n- name: settings\n  literals:\n  - COLOR=green\n",
+        "namePrefix: shop-\nlabels:\n- pairs:\n    team: checkout\nresources:\n- deploy.yaml\nconfigMapGenerator:\n- name: settings\n  literals:\n  - COLOR=green\n",
     );
     let dir = c.dir.path().join("kust");
     let out = c.kubectl(&["apply", "-k", dir.to_str().unwrap()]);
@@ -239,6 +239,15 @@ fn restart_brings_every_object_back() {
     let after = c.get_json(&["configmap", "survivor", "-n", "keep"]);
     assert_eq!(before["metadata"]["uid"], after["metadata"]["uid"]);
     assert_eq!(after["data"]["k"], "v");
+    // A watch from before the restart is too old now: 410 Gone, so clients relist.
+    let old_rv = "2";
+    let raw = c.kubectl(&["get", "--raw", &format!("/api/v1/namespaces/keep/configmaps?watch=true&resourceVersion={old_rv}&timeoutSeconds=1")]);
+    assert!(
+        raw.contains("\"ERROR\"")
+            && raw.contains("\"code\":410")
+            && raw.contains("too old resource version"),
+        "{raw}"
+    );
     // Writes continue with higher revisions.
     c.kubectl(&["create", "configmap", "later", "-n", "keep"]);
     let later = c.get_json(&["configmap", "later", "-n", "keep"]);
