@@ -38,12 +38,13 @@ struct Field {
 }
 
 type Table = HashMap<String, HashMap<u64, Field>>;
+/// The table as stored: message → tag → (JSON name, kind, element type, repeated).
+type RawTable = HashMap<String, HashMap<String, (String, String, Option<String>, bool)>>;
 
 fn table() -> &'static Table {
     static TABLE: OnceLock<Table> = OnceLock::new();
     TABLE.get_or_init(|| {
-        let raw: HashMap<String, HashMap<String, (String, String, Option<String>, bool)>> =
-            serde_json::from_str(TABLE_JSON).unwrap_or_default();
+        let raw: RawTable = serde_json::from_str(TABLE_JSON).unwrap_or_default();
         raw.into_iter()
             .map(|(msg, fields)| {
                 let fields = fields
@@ -188,7 +189,7 @@ fn message(name: &str, buf: &[u8], depth: usize) -> Result<Value, ProtoError> {
                 a.extend(values);
             }
         } else if let Some(v) = values.into_iter().last() {
-            if !v.is_null() && !(is_zero(&v) && !KEEP_ZERO.contains(&f.name.as_str())) {
+            if !v.is_null() && (!is_zero(&v) || KEEP_ZERO.contains(&f.name.as_str())) {
                 out.insert(f.name.clone(), v);
             }
         }
@@ -318,7 +319,7 @@ fn scalar_or_message(f: &Field, wire: Wire<'_>, depth: usize) -> Result<Vec<Valu
 fn special(name: &str, buf: &[u8]) -> Result<Option<Value>, ProtoError> {
     let short = name.rsplit('.').next().unwrap_or("");
     let apimachinery = name.starts_with("io.k8s.apimachinery.");
-    if !apimachinery && !(short == "JSON" && name.contains("apiextensions")) {
+    if !(apimachinery || short == "JSON" && name.contains("apiextensions")) {
         return Ok(None);
     }
     let mut r = Reader::new(buf);

@@ -192,6 +192,10 @@ impl IntoResponse for ApiError {
         let mut resp = (code, body).into_response();
         resp.headers_mut()
             .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if code == StatusCode::PAYLOAD_TOO_LARGE {
+            // The rest of the body was not read; the connection cannot carry another request.
+            resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         resp
     }
 }

@@ -14,6 +14,9 @@ use std::collections::{BTreeSet, HashMap};
 use std::hash::{Hash, Hasher};
 use std::sync::{Mutex, OnceLock};
 
+/// A built document and its hash.
+type Doc = (std::sync::Arc<Vec<u8>>, String);
+
 const META: &str = "io.k8s.apimachinery.pkg.apis.meta.v1";
 
 /// The path key of a group-version in `/openapi/v3` (`api/v1`, `apis/apps/v1`).
@@ -54,8 +57,7 @@ pub fn document(
     }
     let custom = rs.iter().any(|r| r.crd_schema.is_some());
     let key = gv_path(group, version);
-    static CACHE: OnceLock<Mutex<HashMap<String, (std::sync::Arc<Vec<u8>>, String)>>> =
-        OnceLock::new();
+    static CACHE: OnceLock<Mutex<HashMap<String, Doc>>> = OnceLock::new();
     let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
     if !custom {
         if let Ok(c) = cache.lock() {

@@ -1,4 +1,5 @@
 //! End-to-end tests: the real `kumo up` binary driven by the real `kubectl`, the `kube` crate
+#![allow(clippy::unwrap_used)]
 //! and plain HTTPS. Each test starts its own cluster on a free port in a temp dir.
 
 mod api_errors;
