@@ -2,8 +2,8 @@
 //! decoding, the schema walk (pruning, type checks, CRD value checks), defaulting, validation and
 //! server-side printing — never panic, whatever the kind.
 
-use kumo_apiserver::admission::{check_schema, prepare_create, FieldValidation};
 use kumo_api::resources::{builtin, Resource};
+use kumo_apiserver::admission::{check_schema, prepare_create, FieldValidation};
 use proptest::prelude::*;
 use serde_json::{json, Value};
 
@@ -12,19 +12,29 @@ fn arb_json() -> impl Strategy<Value = Value> {
         Just(Value::Null),
         any::<bool>().prop_map(Value::Bool),
         any::<i64>().prop_map(|n| json!(n)),
-        any::<f64>().prop_map(|f| serde_json::Number::from_f64(f).map(Value::Number).unwrap_or(Value::Null)),
+        any::<f64>().prop_map(|f| serde_json::Number::from_f64(f)
+            .map(Value::Number)
+            .unwrap_or(Value::Null)),
         "[a-z0-9 ._:/-]{0,12}".prop_map(Value::String),
     ];
     leaf.prop_recursive(5, 64, 8, |inner| {
         let keys = prop_oneof![
-            Just("metadata".to_string()), Just("spec".to_string()), Just("status".to_string()),
-            Just("name".to_string()), Just("containers".to_string()), Just("template".to_string()),
-            Just("selector".to_string()), Just("labels".to_string()), Just("ports".to_string()),
-            Just("replicas".to_string()), "[a-zA-Z]{1,8}",
+            Just("metadata".to_string()),
+            Just("spec".to_string()),
+            Just("status".to_string()),
+            Just("name".to_string()),
+            Just("containers".to_string()),
+            Just("template".to_string()),
+            Just("selector".to_string()),
+            Just("labels".to_string()),
+            Just("ports".to_string()),
+            Just("replicas".to_string()),
+            "[a-zA-Z]{1,8}",
         ];
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
-            prop::collection::btree_map(keys, inner, 0..6).prop_map(|m| Value::Object(m.into_iter().collect())),
+            prop::collection::btree_map(keys, inner, 0..6)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
         ]
     })
 }
@@ -35,9 +45,11 @@ fn crd_resource() -> Resource {
     r.kind = "Widget".into();
     r.plural = "widgets".into();
     r.definition = None;
-    r.crd_schema = Some(json!({"type": "object", "properties": {"spec": {"type": "object", "required": ["size"],
+    r.crd_schema = Some(
+        json!({"type": "object", "properties": {"spec": {"type": "object", "required": ["size"],
         "properties": {"size": {"type": "integer", "minimum": 1}, "color": {"type": "string", "enum": ["red"], "pattern": "^r"},
-                       "tags": {"type": "array", "maxItems": 2, "items": {"type": "string", "maxLength": 3}}}}}}));
+                       "tags": {"type": "array", "maxItems": 2, "items": {"type": "string", "maxLength": 3}}}}}}),
+    );
     r
 }
 
