@@ -89,22 +89,18 @@ pub async fn validate(
     old: Option<&Value>,
 ) -> ApiResult<()> {
     if is(r, "apiextensions.k8s.io", "customresourcedefinitions") {
-        if let Some(old) = old {
-            for field in ["group", "scope"] {
-                if old["spec"][field] != obj["spec"][field] && field == "group" {
-                    return Err(ApiError::invalid(
-                        &r.group,
-                        &r.kind,
-                        object::name(obj),
-                        vec![kumo_api::validation::FieldError {
-                            type_: kumo_api::validation::ErrorType::Invalid,
-                            field: format!("spec.{field}"),
-                            value: old["spec"][field].as_str().map(str::to_string),
-                            detail: "field is immutable".into(),
-                        }],
-                    ));
-                }
-            }
+        if let Some(old) = old.filter(|o| o["spec"]["group"] != obj["spec"]["group"]) {
+            return Err(ApiError::invalid(
+                &r.group,
+                &r.kind,
+                object::name(obj),
+                vec![kumo_api::validation::FieldError {
+                    type_: kumo_api::validation::ErrorType::Invalid,
+                    field: "spec.group".into(),
+                    value: old["spec"]["group"].as_str().map(str::to_string),
+                    detail: "field is immutable".into(),
+                }],
+            ));
         }
     }
     Ok(())

@@ -276,31 +276,16 @@ impl Registry {
                 ApiError::not_found(&r.group_resource(), &r.group, &r.plural, name)
             })?;
         let old = decode(r, &current)?;
-        let expected = match obj["metadata"]["resourceVersion"].as_str().filter(|s| !s.is_empty()) {
-            Some(rv) => {
-                let rv: i64 = rv.parse().map_err(|_| {
-                    ApiError::BadRequest(format!(
-                        "invalid resourceVersion {rv:?}: must be an integer"
-                    ))
-                })?;
-                if rv != current.mod_revision {
-                    return Err(ApiError::stale(&r.group_resource(), &r.group, &r.plural, name));
-                }
-                Some(rv)
+        // A given resourceVersion is a precondition; none means "whatever is current".
+        if let Some(rv) = obj["metadata"]["resourceVersion"].as_str().filter(|s| !s.is_empty()) {
+            let rv: i64 = rv.parse().map_err(|_| {
+                ApiError::BadRequest(format!("invalid resourceVersion {rv:?}: must be an integer"))
+            })?;
+            if rv != current.mod_revision {
+                return Err(ApiError::stale(&r.group_resource(), &r.group, &r.plural, name));
             }
-            None => Some(current.mod_revision),
-        };
-        self.finish_update(
-            r,
-            ns,
-            name,
-            obj,
-            &old,
-            expected.unwrap_or(current.mod_revision),
-            sub,
-            opts,
-        )
-        .await
+        }
+        self.finish_update(r, ns, name, obj, &old, current.mod_revision, sub, opts).await
     }
 
     #[allow(clippy::too_many_arguments)]

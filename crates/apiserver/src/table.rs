@@ -21,13 +21,7 @@ pub enum Shape {
 pub fn shape(accept: &str) -> Shape {
     for part in accept.split(',') {
         let p = part.replace(' ', "");
-        if p.contains("as=Table")
-            && p.contains("g=meta.k8s.io")
-            && p.contains("v=v1")
-            && !p.contains("v=v1beta1")
-        {
-            return Shape::Table;
-        }
+        // meta.k8s.io v1 and v1beta1 Tables are the same shape; kumo answers v1.
         if p.contains("as=Table") && p.contains("g=meta.k8s.io") {
             return Shape::Table;
         }
