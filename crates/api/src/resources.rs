@@ -38,7 +38,7 @@ pub struct Resource {
     pub printer_columns: Vec<Value>,
     /// Verbs served (`create`, `delete`, ...).
     pub verbs: Vec<&'static str>,
-    /// Whether objects are write-once-read-many sub-objects the server creates (e.g. Binding).
+    /// Whether objects are reviews: created to ask a question, answered, never stored.
     pub create_only: bool,
 }
 
@@ -145,6 +145,12 @@ impl B {
     }
     fn verbs(mut self, verbs: &[&'static str]) -> B {
         self.0.verbs = verbs.to_vec();
+        self
+    }
+    /// A review: created to ask a question, answered in its status, never stored.
+    fn review(mut self) -> B {
+        self.0.verbs = vec!["create"];
+        self.0.create_only = true;
         self
     }
 }
@@ -260,6 +266,24 @@ pub fn builtin() -> Vec<Resource> {
         .short(&["crd", "crds"])
         .status()
         .verbs(crd_verbs),
+        B::new("authentication.k8s.io", "v1", "SelfSubjectReview", "selfsubjectreviews", false)
+            .review(),
+        B::new(
+            "authorization.k8s.io",
+            "v1",
+            "SelfSubjectAccessReview",
+            "selfsubjectaccessreviews",
+            false,
+        )
+        .review(),
+        B::new(
+            "authorization.k8s.io",
+            "v1",
+            "SelfSubjectRulesReview",
+            "selfsubjectrulesreviews",
+            false,
+        )
+        .review(),
     ]
     .into_iter()
     .map(|b| b.0)

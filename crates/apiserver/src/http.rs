@@ -146,6 +146,7 @@ async fn resource(State(st): State<AppState>, req: Request) -> Response {
 
 async fn handle(st: AppState, req: Request) -> ApiResult<Response> {
     let (parts, body) = req.into_parts();
+    let user = parts.extensions.get::<crate::auth::User>().cloned();
     let path = parts.uri.path().to_string();
     let params = Params::parse(parts.uri.query());
     let headers = parts.headers;
@@ -204,6 +205,11 @@ async fn handle(st: AppState, req: Request) -> ApiResult<Response> {
                 return watch_response(reg, &r, ns, &params, shape);
             }
             list_response(reg, &r, ns.as_deref(), &params, shape).await
+        }
+        (&Method::POST, None, _) if r.create_only => {
+            let obj = read_object(&headers, body).await?;
+            let answer = crate::reviews::answer(&r, obj, user.as_ref())?;
+            Ok(json_response(StatusCode::CREATED, &answer))
         }
         (&Method::POST, None, _) => {
             let obj = read_object(&headers, body).await?;

@@ -28,6 +28,7 @@ pub mod openapi;
 pub mod pki;
 pub mod registry;
 pub mod request;
+mod reviews;
 pub mod server;
 mod subresources;
 pub mod table;

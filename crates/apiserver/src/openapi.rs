@@ -264,10 +264,10 @@ fn add_paths(paths: &mut Map<String, Value>, r: &Resource, schema_name: &str) {
         o
     };
     let patch_body = json!({"$ref": format!("#/components/schemas/{META}.Patch")});
-    let mut coll = json!({
-        "get": op("list", "list", None, &list_ref),
-        "post": op("post", "create", Some(&obj_ref), &obj_ref),
-    });
+    let mut coll = json!({"post": op("post", "create", Some(&obj_ref), &obj_ref)});
+    if r.verbs.contains(&"list") {
+        coll["get"] = op("list", "list", None, &list_ref);
+    }
     if r.verbs.contains(&"deletecollection") {
         coll["delete"] = op(
             "deletecollection",
@@ -280,6 +280,9 @@ fn add_paths(paths: &mut Map<String, Value>, r: &Resource, schema_name: &str) {
         coll["parameters"] = json!([{"name": "namespace", "in": "path", "required": true, "schema": {"type": "string"}}]);
     }
     paths.insert(collection.clone(), coll);
+    if r.create_only {
+        return;
+    }
     let item_params = if r.namespaced {
         json!([{"name": "name", "in": "path", "required": true, "schema": {"type": "string"}},
                {"name": "namespace", "in": "path", "required": true, "schema": {"type": "string"}}])

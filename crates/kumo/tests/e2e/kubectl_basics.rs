@@ -279,3 +279,66 @@ fn old_kubectl_within_skew_works() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("web"));
 }
+
+#[test]
+fn auth_whoami_and_can_i_answer_from_the_credentials() {
+    let c = Cluster::start();
+    let who = c.kubectl(&["auth", "whoami"]);
+    assert!(who.contains("kumo-admin") && who.contains("system:masters"), "{who}");
+    let yes = c.kubectl(&["auth", "can-i", "create", "deployments"]);
+    assert_eq!(yes.trim(), "yes");
+    let list = c.kubectl(&["auth", "can-i", "--list"]);
+    assert!(list.contains("*.*"), "{list}");
+}
+
+#[test]
+fn daily_commands_diff_dry_run_wait_replace_patch_columns() {
+    let c = Cluster::start();
+    let f = c.file("deploy.yaml", DEPLOY_V1);
+    c.kubectl(&["apply", "-f", f.to_str().unwrap()]);
+    let changed = c.file("deploy-4.yaml", &DEPLOY_V1.replace("replicas: 2", "replicas: 4"));
+    // kubectl diff exits 1 when there are differences, and stores nothing.
+    let out = c.kubectl_output(&["diff", "-f", changed.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    let diff = String::from_utf8_lossy(&out.stdout);
+    assert!(diff.contains("-  replicas: 2") && diff.contains("+  replicas: 4"), "{diff}");
+    let out = c.kubectl(&["apply", "-f", changed.to_str().unwrap(), "--dry-run=server"]);
+    assert!(out.contains("(server dry run)"), "{out}");
+    assert_eq!(c.kubectl(&["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"]), "2");
+    c.kubectl(&["wait", "--for=jsonpath={.spec.replicas}=2", "deploy/web", "--timeout=10s"]);
+    let uid_before = c.kubectl(&["get", "deploy", "web", "-o", "jsonpath={.metadata.uid}"]);
+    let out = c.kubectl(&["replace", "--force", "-f", changed.to_str().unwrap()]);
+    assert!(out.contains("replaced"), "{out}");
+    let uid_after = c.kubectl(&["get", "deploy", "web", "-o", "jsonpath={.metadata.uid}"]);
+    assert_ne!(uid_before, uid_after);
+    c.kubectl(&["patch", "deploy", "web", "--type", "merge", "-p", r#"{"spec":{"replicas":5}}"#]);
+    c.kubectl(&[
+        "patch",
+        "deploy",
+        "web",
+        "--type",
+        "strategic",
+        "-p",
+        r#"{"spec":{"template":{"spec":{"containers":[{"name":"app","image":"nginx:1.27"}]}}}}"#,
+    ]);
+    let d = c.get_json(&["deploy", "web"]);
+    assert_eq!(d["spec"]["replicas"], 5);
+    assert_eq!(d["spec"]["template"]["spec"]["containers"][0]["image"], "nginx:1.27");
+    assert_eq!(d["spec"]["template"]["spec"]["containers"][1]["name"], "sidecar");
+    c.kubectl(&["create", "configmap", "b-second"]);
+    c.kubectl(&["create", "configmap", "a-first"]);
+    let cols = c.kubectl(&[
+        "get",
+        "cm",
+        "-o",
+        "custom-columns=NAME:.metadata.name,NS:.metadata.namespace",
+        "--sort-by=.metadata.name",
+    ]);
+    let names: Vec<&str> =
+        cols.lines().skip(1).map(|l| l.split_whitespace().next().unwrap()).collect();
+    let mut sorted = names.clone();
+    sorted.sort();
+    assert_eq!(names, sorted, "{cols}");
+    let rec = c.kubectl(&["explain", "deployment.spec.strategy", "--recursive"]);
+    assert!(rec.contains("rollingUpdate") && rec.contains("maxSurge"), "{rec}");
+}
