@@ -18,6 +18,9 @@ pub enum ApiError {
     /// A precondition (resourceVersion, uid) did not hold (409 Conflict).
     #[error("{0}")]
     Conflict(String, Option<Details>),
+    /// Server-side apply met fields other managers own (409 Conflict with causes).
+    #[error("{0}")]
+    ApplyConflict(String, Details, Vec<kumo_api::managed::Conflict>),
     /// The object failed validation (422 Invalid).
     #[error("{0}")]
     Invalid(String, Details, Vec<FieldError>),
@@ -93,6 +96,46 @@ impl ApiError {
         )
     }
 
+    /// Server-side apply conflicts, worded as upstream's (`Apply failed with 1 conflict: conflict
+    /// with "kubectl" using apps/v1: .spec.replicas`).
+    pub fn apply_conflict(
+        group: &str,
+        plural: &str,
+        name: &str,
+        conflicts: Vec<kumo_api::managed::Conflict>,
+    ) -> Self {
+        let n = conflicts.len();
+        let message = if n == 1 {
+            let c = &conflicts[0];
+            format!(
+                "Apply failed with 1 conflict: conflict with \"{}\" using {}: {}",
+                c.manager, c.api_version, c.field
+            )
+        } else {
+            let mut by_manager: Vec<(String, String, Vec<String>)> = Vec::new();
+            for c in &conflicts {
+                match by_manager.iter_mut().find(|(m, v, _)| *m == c.manager && *v == c.api_version)
+                {
+                    Some((_, _, fields)) => fields.push(c.field.clone()),
+                    None => by_manager.push((
+                        c.manager.clone(),
+                        c.api_version.clone(),
+                        vec![c.field.clone()],
+                    )),
+                }
+            }
+            let parts: Vec<String> = by_manager
+                .iter()
+                .map(|(m, v, fields)| {
+                    let list: Vec<String> = fields.iter().map(|f| format!("- {f}")).collect();
+                    format!("conflicts with \"{m}\" using {v}:\n{}", list.join("\n"))
+                })
+                .collect();
+            format!("Apply failed with {n} conflicts: {}", parts.join("\n"))
+        };
+        ApiError::ApplyConflict(message, Details::new(group, plural, name), conflicts)
+    }
+
     /// The conflict message that `kubectl` users know from a stale update.
     pub fn stale(group_resource: &str, group: &str, plural: &str, name: &str) -> Self {
         ApiError::Conflict(
@@ -108,7 +151,9 @@ impl ApiError {
         match self {
             ApiError::NotFound(..) => (StatusCode::NOT_FOUND, "NotFound"),
             ApiError::AlreadyExists(..) => (StatusCode::CONFLICT, "AlreadyExists"),
-            ApiError::Conflict(..) => (StatusCode::CONFLICT, "Conflict"),
+            ApiError::Conflict(..) | ApiError::ApplyConflict(..) => {
+                (StatusCode::CONFLICT, "Conflict")
+            }
             ApiError::Invalid(..) => (StatusCode::UNPROCESSABLE_ENTITY, "Invalid"),
             ApiError::BadRequest(..) => (StatusCode::BAD_REQUEST, "BadRequest"),
             ApiError::Forbidden(..) => (StatusCode::FORBIDDEN, "Forbidden"),
@@ -141,6 +186,18 @@ impl ApiError {
                 d.clone()
             }
             ApiError::AlreadyExists(_, d) => Some(d.clone()),
+            ApiError::ApplyConflict(_, d, conflicts) => {
+                let causes: Vec<Value> = conflicts
+                    .iter()
+                    .map(|c| json!({"reason": "FieldManagerConflict",
+                        "message": format!("conflict with \"{}\" using {}", c.manager, c.api_version),
+                        "field": c.field}))
+                    .collect();
+                let mut d = details_json(d);
+                d["causes"] = Value::Array(causes);
+                status["details"] = d;
+                None
+            }
             ApiError::Invalid(_, d, errors) => {
                 let causes: Vec<Value> = errors
                     .iter()

@@ -197,7 +197,15 @@ async fn handle(st: AppState, req: Request) -> ApiResult<Response> {
             .get("fieldManager")
             .map(str::to_string)
             .unwrap_or_else(|| user_agent.split('/').next().unwrap_or("unknown").to_string()),
+        force: params.flag("force"),
+        applied: false,
     };
+    if write.field_manager.chars().count() > 128 {
+        return Err(ApiError::BadRequest(format!(
+            "fieldManager is too long ({} characters): at most 128 are allowed",
+            write.field_manager.chars().count()
+        )));
+    }
     let sub = info.subresource.as_deref();
     match (&method, info.name.as_deref(), sub) {
         (&Method::GET, None, _) => {
@@ -234,7 +242,7 @@ async fn handle(st: AppState, req: Request) -> ApiResult<Response> {
         }
         (&Method::PATCH, Some(name), None | Some("status")) if sub.is_none() || r.status => {
             let (kind, patch) = read_patch(&headers, body).await?;
-            if kind == PatchType::Apply && write.field_manager.is_empty() {
+            if kind == PatchType::Apply && params.get("fieldManager").is_none() {
                 return Err(ApiError::BadRequest(
                     "PATCH requests with apply content type must set fieldManager".into(),
                 ));

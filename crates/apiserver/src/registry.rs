@@ -11,6 +11,7 @@ use crate::catalog::Catalog;
 use crate::error::{ApiError, ApiResult, Details};
 use crate::hooks;
 use crate::object;
+use kumo_api::managed;
 use kumo_api::resources::Resource;
 use kumo_api::selector::{FieldSelector, LabelSelector};
 use kumo_store::{RangeRequest, Store, StoreError};
@@ -26,6 +27,10 @@ pub struct WriteOptions {
     pub field_validation: FieldValidation,
     /// `fieldManager` (or the client's user agent).
     pub field_manager: String,
+    /// `force` (server-side apply takes conflicting fields).
+    pub force: bool,
+    /// Set inside the registry when server-side apply has already recorded managedFields.
+    pub applied: bool,
 }
 
 impl Default for WriteOptions {
@@ -34,6 +39,8 @@ impl Default for WriteOptions {
             dry_run: false,
             field_validation: FieldValidation::Warn,
             field_manager: "unknown".into(),
+            force: false,
+            applied: false,
         }
     }
 }
@@ -234,6 +241,20 @@ impl Registry {
             return Err(ApiError::invalid(&r.group, &r.kind, &name, errors));
         }
         hooks::validate(self, r, &obj, None).await?;
+        if !opts.applied {
+            let now = object::now_rfc3339();
+            let schema = admission::root_schema(r);
+            managed::record_update(
+                schema,
+                None,
+                &mut obj,
+                &opts.field_manager,
+                &r.api_version(),
+                "",
+                r.status,
+                &now,
+            );
+        }
         let key = r.key(ns.as_deref(), &name);
         if opts.dry_run {
             if self.store.get(&key).await?.is_some() {
@@ -309,9 +330,28 @@ impl Registry {
             return Err(ApiError::invalid(&r.group, &r.kind, name, errors));
         }
         hooks::validate(self, r, &obj, Some(old)).await?;
+        if !opts.applied {
+            let now = object::now_rfc3339();
+            let schema = admission::root_schema(r);
+            let subresource = sub.unwrap_or("");
+            managed::record_update(
+                schema,
+                Some(old),
+                &mut obj,
+                &opts.field_manager,
+                &r.api_version(),
+                subresource,
+                r.status,
+                &now,
+            );
+        }
         let key = r.key(ns, name);
         if opts.dry_run {
             return Ok(Written { object: obj, warnings });
+        }
+        // A write that changes nothing is not a write: same resourceVersion, no watch event.
+        if unchanged(old, &obj) {
+            return Ok(Written { object: old.clone(), warnings });
         }
         // Removing the last finalizer of an object being deleted completes its deletion.
         if object::is_deleting(&obj)
@@ -373,9 +413,11 @@ impl Registry {
             let Some(current) = self.store.get(&key).await? else {
                 if kind == PatchType::Apply {
                     // Server-side apply creates what does not exist.
-                    let mut obj = patch.clone();
-                    object::meta_mut(&mut obj).insert("name".into(), Value::String(name.into()));
-                    return self.create(r, ns, obj, opts).await;
+                    let mut config = patch.clone();
+                    object::meta_mut(&mut config).insert("name".into(), Value::String(name.into()));
+                    let obj = self.server_side_apply(r, None, &config, opts)?;
+                    let applied = WriteOptions { applied: true, ..opts.clone() };
+                    return self.create(r, ns, obj, &applied).await;
                 }
                 return Err(ApiError::not_found(&r.group_resource(), &r.group, &r.plural, name));
             };
@@ -385,7 +427,12 @@ impl Registry {
                     return Err(ApiError::stale(&r.group_resource(), &r.group, &r.plural, name));
                 }
             }
-            let mut patched = apply_patch(r, &old, kind, patch)?;
+            let mut patched = if kind == PatchType::Apply {
+                self.server_side_apply(r, Some(&old), patch, opts)?
+            } else {
+                apply_patch(r, &old, kind, patch)?
+            };
+            let opts = &WriteOptions { applied: kind == PatchType::Apply, ..opts.clone() };
             check_type_meta(r, &mut patched)?;
             if object::name(&patched) != name {
                 return Err(ApiError::BadRequest(format!(
@@ -408,6 +455,38 @@ impl Registry {
             format!("too many concurrent writes to {} \"{name}\"; try again", r.group_resource()),
             Some(Details::new(&r.group, &r.plural, name)),
         ))
+    }
+
+    fn server_side_apply(
+        &self,
+        r: &Resource,
+        live: Option<&Value>,
+        config: &Value,
+        opts: &WriteOptions,
+    ) -> ApiResult<Value> {
+        if config["apiVersion"].as_str().is_none_or(str::is_empty)
+            || config["kind"].as_str().is_none_or(str::is_empty)
+        {
+            return Err(ApiError::BadRequest(
+                "an applied configuration must set apiVersion and kind".into(),
+            ));
+        }
+        let now = object::now_rfc3339();
+        let schema = admission::root_schema(r);
+        let api_version = r.api_version();
+        managed::apply(
+            schema,
+            live,
+            config,
+            &opts.field_manager,
+            &api_version,
+            opts.force,
+            r.status,
+            &now,
+        )
+        .map_err(|conflicts| {
+            ApiError::apply_conflict(&r.group, &r.plural, object::name(config), conflicts)
+        })
     }
 
     /// Delete an object.
@@ -557,6 +636,23 @@ impl Registry {
     }
 }
 
+/// Whether `new` is `old` again, ignoring resourceVersion and managedFields timestamps.
+fn unchanged(old: &Value, new: &Value) -> bool {
+    let strip = |v: &Value| {
+        let mut v = v.clone();
+        if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+            m.remove("resourceVersion");
+            if let Some(Value::Array(entries)) = m.get_mut("managedFields") {
+                for e in entries.iter_mut().filter_map(Value::as_object_mut) {
+                    e.remove("time");
+                }
+            }
+        }
+        v
+    };
+    strip(old) == strip(new)
+}
+
 fn already_exists(r: &Resource, name: &str) -> ApiError {
     ApiError::AlreadyExists(
         format!("{} \"{name}\" already exists", r.group_resource()),
@@ -614,6 +710,7 @@ fn apply_patch(r: &Resource, old: &Value, kind: PatchType, patch: &Value) -> Api
             Ok(out)
         }
         PatchType::Merge | PatchType::Apply => {
+            // (Apply is handled by `server_side_apply`; merge semantics are its fallback shape.)
             if !patch.is_object() {
                 return Err(ApiError::BadRequest("the patch must be a JSON object".into()));
             }

@@ -61,3 +61,53 @@ async fn kube_crate_lists_watches_from_a_revision_and_sees_conflicts() {
         other => panic!("expected a conflict, got {other:?}"),
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kube_crate_server_side_apply_creates_updates_and_keeps_list_keys() {
+    use kube::api::{DynamicObject, Patch, PatchParams};
+    use kube::discovery::ApiResource;
+    let c = Cluster::start();
+    let crd = r#"{"apiVersion":"apiextensions.k8s.io/v1","kind":"CustomResourceDefinition","metadata":{"name":"gadgets.example.com"},
+      "spec":{"group":"example.com","scope":"Namespaced","names":{"plural":"gadgets","kind":"Gadget"},
+      "versions":[{"name":"v1","served":true,"storage":true,"schema":{"openAPIV3Schema":{"type":"object","properties":{
+        "spec":{"type":"object","properties":{"ports":{"type":"array","x-kubernetes-list-type":"map","x-kubernetes-list-map-keys":["name"],
+          "items":{"type":"object","required":["name"],"properties":{"name":{"type":"string"},"port":{"type":"integer"}}}}}}}}}}]}}"#;
+    c.kubectl_in(&["apply", "-f", "-"], crd);
+    let kubeconfig = kube::config::Kubeconfig::read_from(&c.kubeconfig).unwrap();
+    let config =
+        kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await.unwrap();
+    let client = kube::Client::try_from(config).unwrap();
+    let ar = ApiResource {
+        group: "example.com".into(),
+        version: "v1".into(),
+        api_version: "example.com/v1".into(),
+        kind: "Gadget".into(),
+        plural: "gadgets".into(),
+    };
+    let api: Api<DynamicObject> = Api::namespaced_with(client, "default", &ar);
+    let a = serde_json::json!({"apiVersion": "example.com/v1", "kind": "Gadget", "metadata": {"name": "g"},
+        "spec": {"ports": [{"name": "http", "port": 80}]}});
+    let created = api.patch("g", &PatchParams::apply("alice"), &Patch::Apply(&a)).await.unwrap();
+    assert_eq!(created.data["spec"]["ports"][0]["port"], 80);
+    // Bob adds another item of the map-list: both items stay, each owned by its manager.
+    let b = serde_json::json!({"apiVersion": "example.com/v1", "kind": "Gadget", "metadata": {"name": "g"},
+        "spec": {"ports": [{"name": "metrics", "port": 9090}]}});
+    let merged = api.patch("g", &PatchParams::apply("bob"), &Patch::Apply(&b)).await.unwrap();
+    let names: Vec<&str> = merged.data["spec"]["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, vec!["http", "metrics"]);
+    let managed = merged.metadata.managed_fields.unwrap();
+    assert_eq!(managed.len(), 2);
+    // Bob changing alice's port conflicts.
+    let steal = serde_json::json!({"apiVersion": "example.com/v1", "kind": "Gadget", "metadata": {"name": "g"},
+        "spec": {"ports": [{"name": "http", "port": 81}]}});
+    let err = api.patch("g", &PatchParams::apply("bob"), &Patch::Apply(&steal)).await.unwrap_err();
+    match err {
+        kube::Error::Api(s) => assert_eq!(s.code, 409),
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+}

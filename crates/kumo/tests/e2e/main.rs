@@ -10,3 +10,4 @@ mod harness;
 mod kube_client;
 mod kubectl_basics;
 mod kubectl_deletion;
+mod server_side_apply;
