@@ -1,5 +1,6 @@
 //! The `kumo` binary: `kumo up` runs a single-node control plane (API server over the embedded
-//! store) in one process. Later commands (`server`, `agent`, `sim`) join as their rooms land.
+//! store, and the workload controllers as its clients) in one process. Later commands
+//! (`server`, `agent`, `sim`) join as their rooms land.
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -68,6 +69,8 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     };
     let server = kumo_apiserver::start(config, store.clone()).await?;
     let kubeconfig = server.kubeconfig.display().to_string();
+    // The controllers are API clients like any other, over loopback TLS with the admin identity.
+    let (stop_controllers, controllers) = start_controllers(&server.kubeconfig).await?;
     // One line a script can wait for, then what a person needs to know.
     println!("kumo is ready at https://{} ({} ms)", server.addr, started.elapsed().as_millis());
     println!("  export KUBECONFIG={kubeconfig}");
@@ -75,9 +78,24 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     println!("Press Ctrl-C to stop; data stays in {}", data_dir.display());
     wait_for_signal().await;
     eprintln!("kumo: shutting down");
+    let _ = stop_controllers.send(());
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), controllers).await;
     server.shutdown().await;
     drop(store);
     Ok(())
+}
+
+async fn start_controllers(
+    kubeconfig: &std::path::Path,
+) -> anyhow::Result<(tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>)> {
+    let kc = kube::config::Kubeconfig::read_from(kubeconfig)?;
+    let config = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?;
+    let client = kube::Client::try_from(config)?;
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(kumo_controllers::run(client, async move {
+        let _ = rx.await;
+    }));
+    Ok((tx, task))
 }
 
 async fn wait_for_signal() {

@@ -11,3 +11,4 @@ mod kube_client;
 mod kubectl_basics;
 mod kubectl_deletion;
 mod server_side_apply;
+mod workloads;

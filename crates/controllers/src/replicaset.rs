@@ -1,0 +1,295 @@
+//! The ReplicaSet controller: keep `spec.replicas` active pods that match the selector.
+//!
+//! <https://kubernetes.io/docs/concepts/workloads/controllers/replicaset/>
+//!
+//! Each reconcile reads the ReplicaSet and the pods of its namespace from watch-fed caches,
+//! asks [`plan::plan`] what to do (adopt, release, create, delete), applies that through the API,
+//! then writes the status [`status::compute`] derives from the owned pods. [`Expectations`]
+//! hold back the replica decision until the cache shows our own previous writes.
+
+pub mod plan;
+pub mod status;
+
+use crate::claim;
+use crate::expectations::Expectations;
+use crate::pods;
+use crate::selector;
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::Client;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tracing::{debug, info, instrument, warn};
+
+/// Periodic resync: a missed event heals within this time.
+const RESYNC: Duration = Duration::from_secs(300);
+
+/// What the ReplicaSet reconciler needs besides the object.
+pub struct Context {
+    /// The API client all writes go through.
+    pub client: Client,
+    /// Every pod in the cluster, from a watch.
+    pub pods: Store<Pod>,
+    /// Creates/deletes not yet seen in `pods`.
+    pub expectations: Expectations,
+}
+
+/// Errors of the ReplicaSet controller.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A call to the API server failed.
+    #[error("replicaset {key}: {action} failed")]
+    Api {
+        /// `namespace/name` of the ReplicaSet.
+        key: String,
+        /// What we were doing.
+        action: &'static str,
+        /// The client's error.
+        #[source]
+        source: kube::Error,
+    },
+    /// The object lacks a namespace or name (the API server never sends such a ReplicaSet).
+    #[error("replicaset without namespace or name")]
+    MissingMeta,
+    /// The pod cache stopped before it was filled.
+    #[error("pod cache closed")]
+    CacheClosed,
+}
+
+/// `namespace/name` of an object.
+pub(crate) fn key_of(meta: &ObjectMeta) -> Result<(String, String), Error> {
+    match (meta.namespace.as_ref(), meta.name.as_ref()) {
+        (Some(ns), Some(name)) => Ok((ns.clone(), name.clone())),
+        _ => Err(Error::MissingMeta),
+    }
+}
+
+/// The pod a ReplicaSet creates: its template, `generateName: <rs>-`, and a controller
+/// ownerReference that blocks the owner's foreground deletion.
+pub fn pod_from_template(rs: &ReplicaSet) -> Pod {
+    let template = rs.spec.as_ref().and_then(|s| s.template.clone()).unwrap_or_default();
+    let meta = template.metadata.unwrap_or_default();
+    let name = rs.metadata.name.clone().unwrap_or_default();
+    let uid = rs.metadata.uid.clone().unwrap_or_default();
+    Pod {
+        metadata: ObjectMeta {
+            generate_name: Some(format!("{name}-")),
+            namespace: rs.metadata.namespace.clone(),
+            labels: meta.labels,
+            annotations: meta.annotations,
+            finalizers: meta.finalizers,
+            owner_references: Some(vec![claim::owner_reference(
+                "apps/v1",
+                "ReplicaSet",
+                &name,
+                &uid,
+            )]),
+            ..Default::default()
+        },
+        spec: template.spec,
+        status: None,
+    }
+}
+
+/// Which ReplicaSets a pod event concerns: its controller if it has one, else every
+/// ReplicaSet in its namespace whose selector matches it (a candidate for adoption).
+fn owners_of(pod: &Pod, sets: &Store<ReplicaSet>) -> Vec<ObjectRef<ReplicaSet>> {
+    let ns = pod.metadata.namespace.clone().unwrap_or_default();
+    if let Some(owner) = claim::controller_of(&pod.metadata) {
+        if owner.kind == "ReplicaSet" {
+            return vec![ObjectRef::new(&owner.name).within(&ns)];
+        }
+        return Vec::new();
+    }
+    let labels = pod.metadata.labels.clone().unwrap_or_default();
+    sets.state()
+        .iter()
+        .filter(|rs| rs.metadata.namespace.as_deref() == Some(ns.as_str()))
+        .filter(|rs| {
+            rs.spec.as_ref().is_some_and(|s| {
+                !selector::is_empty(&s.selector) && selector::matches(&s.selector, &labels)
+            })
+        })
+        .filter_map(|rs| rs.metadata.name.as_ref().map(|n| ObjectRef::new(n).within(&ns)))
+        .collect()
+}
+
+/// Run the ReplicaSet controller until `shutdown` completes.
+pub async fn run(client: Client, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
+    let (pods, writer) = reflector::store::<Pod>();
+    let pod_events =
+        reflector::reflector(writer, watcher(Api::<Pod>::all(client.clone()), Default::default()))
+            .default_backoff()
+            .touched_objects();
+    let controller =
+        Controller::new(Api::<ReplicaSet>::all(client.clone()), watcher::Config::default());
+    let sets = controller.store();
+    let ctx = Arc::new(Context { client, pods, expectations: Expectations::default() });
+    controller
+        .watches_stream(pod_events, move |pod| owners_of(&pod, &sets))
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|res| async move {
+            if let Err(e) = res {
+                debug!(error = %e, "replicaset reconcile");
+            }
+        })
+        .await;
+}
+
+fn error_policy(_rs: Arc<ReplicaSet>, err: &Error, _ctx: Arc<Context>) -> Action {
+    match err {
+        Error::Api { source: kube::Error::Api(s), .. } if s.code == 409 => {
+            debug!(error = %err, "conflict, retrying")
+        }
+        _ => warn!(error = %err, "reconcile failed"),
+    }
+    Action::requeue(Duration::from_secs(1))
+}
+
+/// Reconcile one ReplicaSet: claim, scale, report.
+#[instrument(skip_all, fields(object.ref = %format!("{}/{}", rs.metadata.namespace.as_deref().unwrap_or(""), rs.metadata.name.as_deref().unwrap_or(""))))]
+pub async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let (ns, name) = key_of(&rs.metadata)?;
+    let key = format!("{ns}/{name}");
+    ctx.pods.wait_until_ready().await.map_err(|_| Error::CacheClosed)?;
+    if rs.metadata.deletion_timestamp.is_some() {
+        // The garbage collector removes the pods; nothing to keep any more.
+        ctx.expectations.forget(&key);
+        return Ok(Action::await_change());
+    }
+    let all: Vec<Arc<Pod>> = ctx
+        .pods
+        .state()
+        .into_iter()
+        .filter(|p| p.metadata.namespace.as_deref() == Some(ns.as_str()))
+        .collect();
+    let in_ns: Vec<&Pod> = all.iter().map(|p| p.as_ref()).collect();
+    let satisfied = ctx.expectations.satisfied(
+        &key,
+        |n| in_ns.iter().any(|p| p.metadata.name.as_deref() == Some(n)),
+        |u| in_ns.iter().any(|p| p.metadata.uid.as_deref() == Some(u) && pods::is_active(p)),
+    );
+    let plan = plan::plan(&rs, &in_ns, satisfied);
+    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
+    let api_err = |action: &'static str| {
+        let key = key.clone();
+        move |source| Error::Api { key, action, source }
+    };
+    let uid = rs.metadata.uid.clone().unwrap_or_default();
+    let owner = claim::owner_reference("apps/v1", "ReplicaSet", &name, &uid);
+    for pod in &plan.adopt {
+        let patch = claim::adopt_patch(&pod.metadata, owner.clone());
+        let pod_name = pod.metadata.name.clone().unwrap_or_default();
+        api.patch(&pod_name, &PatchParams::default(), &Patch::Merge(patch))
+            .await
+            .map_err(api_err("adopt pod"))?;
+        info!(pod = %pod_name, "adopted pod");
+    }
+    for pod in &plan.release {
+        let patch = claim::release_patch(&pod.metadata, &uid);
+        let pod_name = pod.metadata.name.clone().unwrap_or_default();
+        match api.patch(&pod_name, &PatchParams::default(), &Patch::Merge(patch)).await {
+            Ok(_) => info!(pod = %pod_name, "released pod"),
+            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(e) => return Err(api_err("release pod")(e)),
+        }
+    }
+    let mut failure = None;
+    if plan.create > 0 {
+        let template = pod_from_template(&rs);
+        let params = PostParams::default();
+        let mut created = Vec::new();
+        'batches: for batch in plan::slow_start_batches(plan.create) {
+            let results =
+                futures::future::join_all((0..batch).map(|_| api.create(&params, &template))).await;
+            for r in results {
+                match r {
+                    Ok(p) => created.extend(p.metadata.name),
+                    Err(e) => failure = Some(("FailedCreate".to_string(), e.to_string())),
+                }
+            }
+            if failure.is_some() {
+                break 'batches;
+            }
+        }
+        info!(count = created.len(), "created pods");
+        ctx.expectations.expect(&key, created, Vec::new());
+    }
+    if !plan.delete.is_empty() {
+        let mut deleted = Vec::new();
+        for pod in &plan.delete {
+            let pod_name = pod.metadata.name.clone().unwrap_or_default();
+            match api.delete(&pod_name, &DeleteParams::default()).await {
+                Ok(_) => deleted.extend(pod.metadata.uid.clone()),
+                Err(kube::Error::Api(s)) if s.code == 404 => {}
+                Err(e) => failure = Some(("FailedDelete".to_string(), e.to_string())),
+            }
+        }
+        info!(count = deleted.len(), "deleted pods");
+        ctx.expectations.expect(&key, Vec::new(), deleted);
+    }
+    let now = Timestamp::now();
+    let status = status::compute(&rs, &plan.owned, failure.as_ref(), Time(now));
+    if rs.status.as_ref() != Some(&status) {
+        let patch = crate::status_patch(&rs.metadata, &status);
+        Api::<ReplicaSet>::namespaced(ctx.client.clone(), &ns)
+            .patch_status(&name, &PatchParams::default(), &Patch::Merge(patch))
+            .await
+            .map_err(api_err("update status"))?;
+    }
+    let wait = status::next_available_in(&rs, &plan.owned, now.as_second());
+    Ok(match (failure.is_some(), satisfied, wait) {
+        (true, _, _) => Action::requeue(Duration::from_secs(5)),
+        (_, false, _) => Action::requeue(Duration::from_secs(2)),
+        (_, _, Some(secs)) => Action::requeue(Duration::from_secs(secs.unsigned_abs().max(1))),
+        _ => Action::requeue(RESYNC),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::apps::v1::ReplicaSetSpec;
+    use k8s_openapi::api::core::v1::{PodSpec, PodTemplateSpec};
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn pods_come_from_the_template_with_a_blocking_controller_reference() {
+        let rs = ReplicaSet {
+            metadata: ObjectMeta {
+                name: Some("web-abc".into()),
+                namespace: Some("shop".into()),
+                uid: Some("u1".into()),
+                ..Default::default()
+            },
+            spec: Some(ReplicaSetSpec {
+                template: Some(PodTemplateSpec {
+                    metadata: Some(ObjectMeta {
+                        labels: Some(BTreeMap::from([("app".into(), "web".into())])),
+                        ..Default::default()
+                    }),
+                    spec: Some(PodSpec { hostname: Some("h".into()), ..Default::default() }),
+                }),
+                ..Default::default()
+            }),
+            status: None,
+        };
+        let pod = pod_from_template(&rs);
+        assert_eq!(pod.metadata.generate_name.as_deref(), Some("web-abc-"));
+        assert_eq!(pod.metadata.namespace.as_deref(), Some("shop"));
+        assert_eq!(pod.metadata.labels, Some(BTreeMap::from([("app".into(), "web".into())])));
+        let owner = claim::controller_of(&pod.metadata).cloned().unwrap_or_default();
+        assert_eq!((owner.kind.as_str(), owner.uid.as_str()), ("ReplicaSet", "u1"));
+        assert_eq!(owner.block_owner_deletion, Some(true));
+        assert_eq!(pod.spec.and_then(|s| s.hostname).as_deref(), Some("h"));
+    }
+}
