@@ -1,0 +1,347 @@
+//! The API-facing loop: watch nodes and pods, schedule pending pods, bind, report failures.
+//!
+//! ```text
+//! watch nodes ──▶ Cache::add_node/remove_node ──┐ (cluster changed: parked pods retry)
+//! watch pods  ──▶ bound: Cache::add_pod         ├─▶ SchedulingQueue ─▶ schedule_one ─▶ assume
+//!                 pending + our schedulerName: ─┘                                       │
+//!                 SchedulingQueue::add                     bind task (pods/binding) ◀───┘
+//!                                                          failed: forget + back-off
+//! FitError ─▶ PodScheduled=False (status patch) + FailedScheduling Event, pod parked
+//! ```
+//! Binding runs in spawned tasks so an API round trip never stalls the next decision; the
+//! assumption in the cache keeps those decisions from over-committing meanwhile.
+//! Everything goes through the API (`kube::Client`), as any Kubernetes scheduler.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Binding, Event, EventSource, Node, ObjectReference, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::runtime::watcher::{self, watcher};
+use kube::runtime::WatchStreamExt;
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use tokio::sync::mpsc;
+
+use crate::cache::Cache;
+use crate::pod_info::{pod_key, PodInfo};
+use crate::profile::{Profile, DEFAULT_SCHEDULER_NAME};
+use crate::queue::{QueuedPod, SchedulingQueue};
+use crate::schedule::{schedule_one, FitError, Scheduler};
+
+/// How often the loop wakes without events (back-off expiry, parked pods' 5-minute limit).
+const TICK: Duration = Duration::from_millis(500);
+
+/// Which profile serves `pod`, if any of ours.
+pub fn profile_for<'p>(profiles: &'p [Profile], pod: &Pod) -> Option<&'p Profile> {
+    let name = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.scheduler_name.as_deref())
+        .filter(|n| !n.is_empty())
+        .unwrap_or(DEFAULT_SCHEDULER_NAME);
+    profiles.iter().find(|p| p.scheduler_name == name)
+}
+
+/// Is `pod` waiting for a node (no `nodeName`, not finished, not being deleted)?
+pub fn is_pending(pod: &Pod) -> bool {
+    let unbound =
+        pod.spec.as_ref().is_some_and(|s| s.node_name.as_deref().unwrap_or("").is_empty());
+    let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+    unbound
+        && pod.metadata.deletion_timestamp.is_none()
+        && !matches!(phase, Some("Succeeded" | "Failed"))
+}
+
+/// The result of a spawned binding.
+struct BindOutcome {
+    queued: QueuedPod,
+    result: Result<(), kube::Error>,
+}
+
+struct Loop {
+    client: kube::Client,
+    profiles: Vec<Profile>,
+    cache: Cache,
+    queue: SchedulingQueue,
+    scheduler: Scheduler<StdRng>,
+    bound: mpsc::UnboundedSender<BindOutcome>,
+}
+
+/// Runs the scheduler until `shutdown` completes.
+pub async fn run(client: kube::Client, profiles: Vec<Profile>, shutdown: impl Future<Output = ()>) {
+    let profiles = if profiles.is_empty() { vec![Profile::default()] } else { profiles };
+    let nodes =
+        watcher(Api::<Node>::all(client.clone()), watcher::Config::default()).default_backoff();
+    let pods =
+        watcher(Api::<Pod>::all(client.clone()), watcher::Config::default()).default_backoff();
+    let (bound, mut outcomes) = mpsc::unbounded_channel();
+    let mut state = Loop {
+        client,
+        profiles,
+        cache: Cache::new(),
+        queue: SchedulingQueue::new(),
+        scheduler: Scheduler::new(StdRng::from_os_rng()),
+        bound,
+    };
+    tokio::pin!(nodes, pods, shutdown);
+    let mut tick = tokio::time::interval(TICK);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => return,
+            Some(event) = nodes.next() => match event {
+                Ok(event) => state.on_node(event),
+                Err(e) => tracing::warn!(error = %e, "node watch"),
+            },
+            Some(event) = pods.next() => match event {
+                Ok(event) => state.on_pod(event),
+                Err(e) => tracing::warn!(error = %e, "pod watch"),
+            },
+            Some(outcome) = outcomes.recv() => state.on_bound(outcome),
+            _ = tick.tick() => {}
+        }
+        state.schedule_ready();
+    }
+}
+
+impl Loop {
+    fn on_node(&mut self, event: watcher::Event<Node>) {
+        match event {
+            watcher::Event::Apply(node) | watcher::Event::InitApply(node) => {
+                if let Err(e) = self.cache.add_node(&node) {
+                    tracing::warn!(node = ?node.metadata.name, error = %e, "node ignored");
+                }
+            }
+            watcher::Event::Delete(node) => {
+                self.cache.remove_node(node.metadata.name.as_deref().unwrap_or(""));
+            }
+            watcher::Event::Init | watcher::Event::InitDone => return,
+        }
+        self.queue.on_cluster_change(Instant::now());
+    }
+
+    fn on_pod(&mut self, event: watcher::Event<Pod>) {
+        let now = Instant::now();
+        match event {
+            watcher::Event::Apply(pod) | watcher::Event::InitApply(pod) => {
+                let key = pod_key(&pod);
+                if !is_pending(&pod) {
+                    self.queue.delete(&key);
+                    if let Err(e) = self.cache.add_pod(&pod) {
+                        tracing::warn!(pod = %key, error = %e, "pod ignored");
+                    }
+                    return;
+                }
+                // Assumed by us and binding in flight: the watch has not caught up yet.
+                if self.cache.pod_node(&key).is_some_and(|(_, assumed)| assumed) {
+                    return;
+                }
+                if profile_for(&self.profiles, &pod).is_none() {
+                    return;
+                }
+                match PodInfo::new(Arc::new(pod)) {
+                    Ok(info) => self.queue.add(Arc::new(info), now),
+                    Err(e) => tracing::warn!(pod = %key, error = %e, "pod not schedulable"),
+                }
+            }
+            watcher::Event::Delete(pod) => {
+                let key = pod_key(&pod);
+                self.queue.delete(&key);
+                self.cache.remove_pod(&key);
+                self.queue.on_cluster_change(now);
+            }
+            watcher::Event::Init | watcher::Event::InitDone => {}
+        }
+    }
+
+    fn on_bound(&mut self, outcome: BindOutcome) {
+        if let Err(e) = outcome.result {
+            let key = outcome.queued.info.key.clone();
+            tracing::warn!(pod = %key, error = %e, "binding failed");
+            self.cache.forget_pod(&key);
+            self.queue.requeue_backoff(outcome.queued, Instant::now());
+        }
+    }
+
+    /// Schedules every pod that is ready now.
+    fn schedule_ready(&mut self) {
+        let now = Instant::now();
+        while let Some(queued) = self.queue.pop(now) {
+            let Some(profile) = profile_for(&self.profiles, &queued.info.pod) else {
+                continue;
+            };
+            let _span = tracing::debug_span!("schedule", pod = %queued.info.key).entered();
+            match schedule_one(&queued.info, &self.cache, profile, &mut self.scheduler) {
+                Ok(node) => {
+                    if self.cache.assume_pod(queued.info.clone(), &node).is_ok() {
+                        self.spawn_bind(queued, node);
+                    }
+                }
+                Err(fit) => {
+                    tracing::debug!(reason = %fit, "unschedulable");
+                    self.spawn_report(&queued, fit, &profile.scheduler_name.clone());
+                    self.queue.requeue_unschedulable(queued, now);
+                }
+            }
+        }
+    }
+
+    fn spawn_bind(&self, queued: QueuedPod, node: String) {
+        let pod = queued.info.pod.clone();
+        let namespace = queued.info.namespace.clone();
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), &namespace);
+        let sender = self.bound.clone();
+        let binding = Binding {
+            metadata: ObjectMeta {
+                name: Some(name.clone()),
+                namespace: Some(namespace),
+                uid: pod.metadata.uid.clone(),
+                ..Default::default()
+            },
+            target: ObjectReference {
+                api_version: Some("v1".into()),
+                kind: Some("Node".into()),
+                name: Some(node),
+                ..Default::default()
+            },
+        };
+        tokio::spawn(async move {
+            let result = api
+                .create_subresource::<_, serde_json::Value>(
+                    "binding",
+                    &name,
+                    &PostParams::default(),
+                    &binding,
+                )
+                .await
+                .map(|_| ());
+            let _ = sender.send(BindOutcome { queued, result });
+        });
+    }
+
+    /// `PodScheduled=False` on the pod and a `FailedScheduling` event, as upstream reports.
+    fn spawn_report(&self, queued: &QueuedPod, fit: FitError, component: &str) {
+        let pod = queued.info.pod.clone();
+        let namespace = queued.info.namespace.clone();
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let client = self.client.clone();
+        let component = component.to_string();
+        let message = fit.to_string();
+        tokio::spawn(async move {
+            let now = Time(k8s_openapi::jiff::Timestamp::now());
+            let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
+            let patch = serde_json::json!({"status": {"conditions": [{
+                "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                "message": message, "lastProbeTime": null, "lastTransitionTime": now,
+            }]}});
+            if let Err(e) =
+                pods.patch_status(&name, &PatchParams::default(), &Patch::Strategic(&patch)).await
+            {
+                tracing::debug!(pod = %name, error = %e, "status patch failed");
+            }
+            let event = failed_scheduling_event(&pod, &namespace, &component, &message, now);
+            let events: Api<Event> = Api::namespaced(client, &namespace);
+            if let Err(e) = events.create(&PostParams::default(), &event).await {
+                tracing::debug!(pod = %name, error = %e, "event create failed");
+            }
+        });
+    }
+}
+
+/// The `FailedScheduling` Warning event for `pod`.
+pub fn failed_scheduling_event(
+    pod: &Pod,
+    namespace: &str,
+    component: &str,
+    message: &str,
+    now: Time,
+) -> Event {
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    Event {
+        metadata: ObjectMeta {
+            generate_name: Some(format!("{name}.")),
+            namespace: Some(namespace.to_string()),
+            ..Default::default()
+        },
+        involved_object: ObjectReference {
+            api_version: Some("v1".into()),
+            kind: Some("Pod".into()),
+            name: Some(name),
+            namespace: Some(namespace.to_string()),
+            uid: pod.metadata.uid.clone(),
+            resource_version: pod.metadata.resource_version.clone(),
+            ..Default::default()
+        },
+        reason: Some("FailedScheduling".into()),
+        message: Some(message.to_string()),
+        type_: Some("Warning".into()),
+        source: Some(EventSource { component: Some(component.to_string()), host: None }),
+        reporting_component: Some(component.to_string()),
+        count: Some(1),
+        first_timestamp: Some(now.clone()),
+        last_timestamp: Some(now),
+        ..Default::default()
+    }
+}
+
+/// Pods waiting per profile name (for metrics and debugging).
+pub fn pending_by_profile<'a>(
+    pods: impl Iterator<Item = &'a Pod>,
+    profiles: &[Profile],
+) -> HashMap<String, usize> {
+    let mut counts = HashMap::new();
+    for pod in pods.filter(|p| is_pending(p)) {
+        if let Some(profile) = profile_for(profiles, pod) {
+            *counts.entry(profile.scheduler_name.clone()).or_default() += 1;
+        }
+    }
+    counts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::pod;
+
+    #[test]
+    fn scheduler_name_selects_the_profile() {
+        let profiles = vec![Profile::default(), Profile::binpack("binpack")];
+        let default = pod("a").build();
+        let binpack = pod("b").scheduler_name("binpack").build();
+        let other = pod("c").scheduler_name("someone-else").build();
+        assert_eq!(
+            profile_for(&profiles, &default).map(|p| p.scheduler_name.as_str()),
+            Some("default-scheduler")
+        );
+        assert_eq!(
+            profile_for(&profiles, &binpack).map(|p| p.scheduler_name.as_str()),
+            Some("binpack")
+        );
+        assert!(profile_for(&profiles, &other).is_none());
+        let counts = pending_by_profile([&default, &binpack, &other].into_iter(), &profiles);
+        assert_eq!(counts.get("binpack"), Some(&1));
+    }
+
+    #[test]
+    fn only_unbound_live_pods_are_pending() {
+        assert!(is_pending(&pod("a").build()));
+        assert!(!is_pending(&pod("a").node("n1").build()));
+        assert!(!is_pending(&pod("a").phase("Succeeded").build()));
+    }
+
+    #[test]
+    fn failed_scheduling_event_names_the_pod() {
+        let p = pod("web").build();
+        let now = Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH);
+        let e = failed_scheduling_event(&p, "default", "default-scheduler", "0/1 nodes", now);
+        assert_eq!(e.reason.as_deref(), Some("FailedScheduling"));
+        assert_eq!(e.type_.as_deref(), Some("Warning"));
+        assert_eq!(e.involved_object.name.as_deref(), Some("web"));
+        assert_eq!(e.source.and_then(|s| s.component).as_deref(), Some("default-scheduler"));
+    }
+}
