@@ -190,7 +190,11 @@ async fn deployment_rolls_out_updates_within_max_unavailable_and_scales() {
         }
         for p in &list.items {
             let labels = p.metadata.labels.clone().unwrap_or_default();
-            let ready = p.status.as_ref().and_then(|s| s.conditions.as_ref()).is_some();
+            let ready = p
+                .status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
             if labels.get("pod-template-hash") != Some(&hash) && !ready {
                 mark_ready(&pods, p).await;
             }

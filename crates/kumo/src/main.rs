@@ -32,6 +32,10 @@ struct UpArgs {
     /// Extra host names or IPs for the API server's certificate (repeatable).
     #[arg(long = "tls-san")]
     tls_san: Vec<String>,
+    /// Scheduler configuration (YAML, in the spirit of KubeSchedulerConfiguration: profiles,
+    /// scoring strategy spread/binpack, weights, percentageOfNodesToScore).
+    #[arg(long)]
+    scheduler_config: Option<PathBuf>,
     /// Watch history kept in memory, in events (older resourceVersions get 410 Gone).
     #[arg(long, default_value_t = 50_000)]
     watch_history: usize,
@@ -54,6 +58,16 @@ fn main() -> anyhow::Result<()> {
 
 async fn up(args: UpArgs) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
+    // Configuration is read and checked before anything starts.
+    let profiles = match &args.scheduler_config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read scheduler config {}", path.display()))?;
+            kumo_scheduler::profile::parse_config(&text)
+                .with_context(|| format!("scheduler config {}", path.display()))?
+        }
+        None => vec![kumo_scheduler::profile::Profile::default()],
+    };
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("cannot create data dir {}", args.data_dir.display()))?;
     let data_dir = args.data_dir.canonicalize()?;
@@ -69,8 +83,9 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     };
     let server = kumo_apiserver::start(config, store.clone()).await?;
     let kubeconfig = server.kubeconfig.display().to_string();
-    // The controllers are API clients like any other, over loopback TLS with the admin identity.
-    let (stop_controllers, controllers) = start_controllers(&server.kubeconfig).await?;
+    // The controllers and the scheduler are API clients like any other, over loopback TLS
+    // with the admin identity.
+    let (stop_clients, clients) = start_clients(&server.kubeconfig, profiles).await?;
     // One line a script can wait for, then what a person needs to know.
     println!("kumo is ready at https://{} ({} ms)", server.addr, started.elapsed().as_millis());
     println!("  export KUBECONFIG={kubeconfig}");
@@ -78,24 +93,29 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     println!("Press Ctrl-C to stop; data stays in {}", data_dir.display());
     wait_for_signal().await;
     eprintln!("kumo: shutting down");
-    let _ = stop_controllers.send(());
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), controllers).await;
+    let _ = stop_clients.send(true);
+    for task in clients {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), task).await;
+    }
     server.shutdown().await;
     drop(store);
     Ok(())
 }
 
-async fn start_controllers(
+async fn start_clients(
     kubeconfig: &std::path::Path,
-) -> anyhow::Result<(tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>)> {
+    profiles: Vec<kumo_scheduler::profile::Profile>,
+) -> anyhow::Result<(tokio::sync::watch::Sender<bool>, Vec<tokio::task::JoinHandle<()>>)> {
     let kc = kube::config::Kubeconfig::read_from(kubeconfig)?;
     let config = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?;
     let client = kube::Client::try_from(config)?;
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(kumo_controllers::run(client, async move {
-        let _ = rx.await;
-    }));
-    Ok((tx, task))
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let controllers = tokio::spawn(kumo_controllers::run(client.clone(), stopped(rx.clone())));
+    let scheduler = tokio::spawn(kumo_scheduler::runner::run(client, profiles, stopped(rx)));
+    Ok((tx, vec![controllers, scheduler]))
 }
 
 async fn wait_for_signal() {

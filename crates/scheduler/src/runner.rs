@@ -262,9 +262,11 @@ pub fn failed_scheduling_event(
     now: Time,
 ) -> Event {
     let name = pod.metadata.name.clone().unwrap_or_default();
+    // Named as client-go's recorder names events: `<object>.<timestamp in hex nanoseconds>`.
+    let stamp = now.0.as_nanosecond();
     Event {
         metadata: ObjectMeta {
-            generate_name: Some(format!("{name}.")),
+            name: Some(format!("{name}.{stamp:x}")),
             namespace: Some(namespace.to_string()),
             ..Default::default()
         },

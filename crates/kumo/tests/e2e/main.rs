@@ -10,5 +10,6 @@ mod harness;
 mod kube_client;
 mod kubectl_basics;
 mod kubectl_deletion;
+mod scheduling;
 mod server_side_apply;
 mod workloads;

@@ -1,0 +1,106 @@
+//! The scheduler inside `kumo up`: pods are bound to nodes that fit them, and a pod that fits
+//! nowhere says why, in its PodScheduled condition and a FailedScheduling event. The nodes are
+//! registered by the test through the API (the node agent will register real ones).
+
+use crate::harness::Cluster;
+use std::time::Duration;
+
+pub fn register_node(c: &Cluster, name: &str, cpu: &str, memory: &str) {
+    let node = serde_json::json!({
+        "apiVersion": "v1", "kind": "Node",
+        "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}},
+        "status": {
+            "capacity": {"cpu": cpu, "memory": memory, "pods": "110"},
+            "allocatable": {"cpu": cpu, "memory": memory, "pods": "110"},
+            "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady"}]
+        }
+    });
+    c.kubectl_in(&["create", "-f", "-"], &node.to_string());
+}
+
+fn pod(name: &str, cpu: &str) -> String {
+    serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+        "spec": {"containers": [{"name": "app", "image": "nginx", "resources": {"requests": {"cpu": cpu}}}]}
+    })
+    .to_string()
+}
+
+#[test]
+fn pods_are_bound_where_they_fit_and_misfits_say_why() {
+    let c = Cluster::start();
+    register_node(&c, "node-a", "2", "4Gi");
+    register_node(&c, "node-b", "4", "8Gi");
+    c.kubectl_in(&["create", "-f", "-"], &pod("small", "500m"));
+    c.kubectl_in(&["create", "-f", "-"], &pod("big", "3"));
+    c.kubectl_in(&["create", "-f", "-"], &pod("huge", "16"));
+    let node_of = |p: &str| c.kubectl(&["get", "pod", p, "-o", "jsonpath={.spec.nodeName}"]);
+    c.eventually("small and big to be bound", Duration::from_secs(20), || {
+        !node_of("small").is_empty() && !node_of("big").is_empty()
+    });
+    assert_eq!(node_of("big"), "node-b", "only node-b has 3 free cpus");
+    let small = c.get_json(&["pod", "small"]);
+    let scheduled = small["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "PodScheduled")
+        .unwrap()
+        .clone();
+    assert_eq!(scheduled["status"], "True");
+    c.eventually("huge to be reported unschedulable", Duration::from_secs(20), || {
+        let p = c.get_json(&["pod", "huge"]);
+        p["status"]["conditions"].as_array().into_iter().flatten().any(|c| {
+            c["type"] == "PodScheduled" && c["status"] == "False" && c["reason"] == "Unschedulable"
+        })
+    });
+    assert!(node_of("huge").is_empty());
+    let huge = c.get_json(&["pod", "huge"]);
+    let cond = huge["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "PodScheduled")
+        .unwrap()
+        .clone();
+    assert!(
+        cond["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("0/2 nodes are available: 2 Insufficient cpu."),
+        "{cond}"
+    );
+    c.eventually("a FailedScheduling event", Duration::from_secs(20), || {
+        c.kubectl(&["get", "events", "--field-selector", "reason=FailedScheduling", "-o", "name"])
+            .contains("huge")
+    });
+    let desc = c.kubectl(&["describe", "pod", "huge"]);
+    assert!(desc.contains("FailedScheduling") && desc.contains("Insufficient cpu"), "{desc}");
+    let table = c.kubectl(&["get", "pods", "-o", "wide"]);
+    assert!(table.lines().any(|l| l.starts_with("big ") && l.contains("node-b")), "{table}");
+}
+
+#[test]
+fn a_deployment_s_pods_are_spread_over_the_nodes() {
+    let c = Cluster::start();
+    for n in ["n1", "n2", "n3"] {
+        register_node(&c, n, "4", "8Gi");
+    }
+    c.kubectl(&["create", "deployment", "web", "--image=nginx", "--replicas=6"]);
+    c.eventually("6 bound pods", Duration::from_secs(30), || {
+        let nodes = c.kubectl(&[
+            "get",
+            "pods",
+            "-l",
+            "app=web",
+            "-o",
+            "jsonpath={.items[*].spec.nodeName}",
+        ]);
+        nodes.split_whitespace().count() == 6
+    });
+    let nodes =
+        c.kubectl(&["get", "pods", "-l", "app=web", "-o", "jsonpath={.items[*].spec.nodeName}"]);
+    for n in ["n1", "n2", "n3"] {
+        assert_eq!(nodes.split_whitespace().filter(|x| *x == n).count(), 2, "spread: {nodes}");
+    }
+}
