@@ -26,12 +26,59 @@ pub async fn before_create(reg: &Registry, r: &Resource, obj: &mut Value) -> Api
     if is(r, "", "services") {
         allocate_service(reg, obj, None).await?;
     } else if is(r, "", "pods") {
+        resolve_priority(reg, obj).await?;
         let qos = qos_class(&obj["spec"]);
         obj["status"] = json!({"phase": "Pending", "qosClass": qos});
     } else if is(r, "apiextensions.k8s.io", "customresourcedefinitions") {
         accept_crd(obj);
     } else if is(r, "batch", "jobs") {
         job_selector(obj);
+    }
+    Ok(())
+}
+
+/// The Priority admission plugin: `priorityClassName` (or the global default class) sets
+/// `spec.priority` and `spec.preemptionPolicy`; naming a class that does not exist is refused.
+async fn resolve_priority(reg: &Registry, pod: &mut Value) -> ApiResult<()> {
+    let Some(pcr) =
+        reg.catalog.snapshot().find("scheduling.k8s.io", "v1", "priorityclasses").cloned()
+    else {
+        return Ok(());
+    };
+    let wanted =
+        pod["spec"]["priorityClassName"].as_str().filter(|n| !n.is_empty()).map(str::to_string);
+    let class = match &wanted {
+        Some(name) => match reg.store.get(&pcr.key(None, name)).await? {
+            Some(kv) => serde_json::from_slice::<Value>(&kv.value).ok(),
+            None => {
+                return Err(ApiError::Forbidden(
+                    format!(
+                        "pods \"{}\" is forbidden: no PriorityClass with name {name} was found",
+                        object::name(pod)
+                    ),
+                    Some(Details::new("", "pods", object::name(pod))),
+                ))
+            }
+        },
+        None => {
+            let page = reg
+                .store
+                .range(RangeRequest { prefix: pcr.key_prefix(), ..Default::default() })
+                .await?;
+            page.kvs
+                .iter()
+                .filter_map(|kv| serde_json::from_slice::<Value>(&kv.value).ok())
+                .find(|c| c["globalDefault"].as_bool() == Some(true))
+        }
+    };
+    if let Some(class) = class {
+        pod["spec"]["priorityClassName"] = class["metadata"]["name"].clone();
+        pod["spec"]["priority"] = class["value"].clone();
+        pod["spec"]["preemptionPolicy"] = class
+            .get("preemptionPolicy")
+            .cloned()
+            .filter(|v| v.is_string())
+            .unwrap_or(json!("PreemptLowerPriority"));
     }
     Ok(())
 }

@@ -151,6 +151,16 @@ async fn bootstrap(reg: &Registry, addr: SocketAddr) {
         let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
         create_if_absent(reg, &ns, None, obj).await;
     }
+    if let Some(pc) = snap.find("scheduling.k8s.io", "v1", "priorityclasses").cloned() {
+        for (name, value, description) in [
+            ("system-node-critical", 2_000_001_000, "Used for system critical pods that must not be moved from their current node."),
+            ("system-cluster-critical", 2_000_000_000, "Used for system critical pods that must run in the cluster, but can be moved to another node if necessary."),
+        ] {
+            let obj = json!({"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
+                "metadata": {"name": name}, "value": value, "globalDefault": false, "description": description});
+            create_if_absent(reg, &pc, None, obj).await;
+        }
+    }
     let service = json!({"apiVersion": "v1", "kind": "Service",
         "metadata": {"name": "kubernetes", "namespace": "default", "labels": {"component": "apiserver", "provider": "kubernetes"}},
         "spec": {"clusterIP": "127.64.0.1", "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": addr.port()}]}});

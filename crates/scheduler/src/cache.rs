@@ -60,14 +60,14 @@ impl NodeInfo {
         Ok(())
     }
 
-    fn add(&mut self, pod: Arc<PodInfo>) {
+    pub(crate) fn add(&mut self, pod: Arc<PodInfo>) {
         self.requested.add(&pod.requests.requested);
         self.non_zero_requested.add(&pod.requests.non_zero);
         self.used_ports.extend(pod.host_ports.iter().cloned());
         self.pods.push(pod);
     }
 
-    fn remove(&mut self, key: &str) -> Option<Arc<PodInfo>> {
+    pub(crate) fn remove(&mut self, key: &str) -> Option<Arc<PodInfo>> {
         let at = self.pods.iter().position(|p| p.key == key)?;
         let pod = self.pods.swap_remove(at);
         self.requested.sub(&pod.requests.requested);

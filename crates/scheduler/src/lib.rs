@@ -43,6 +43,7 @@
 pub mod cache;
 pub mod plugins;
 pub mod pod_info;
+pub mod preemption;
 pub mod profile;
 pub mod quantity;
 pub mod queue;

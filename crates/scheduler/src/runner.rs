@@ -181,8 +181,18 @@ impl Loop {
                         self.spawn_bind(queued, node);
                     }
                 }
-                Err(fit) => {
+                Err(mut fit) => {
                     tracing::debug!(reason = %fit, "unschedulable");
+                    match crate::preemption::find_candidate(&queued.info, &self.cache) {
+                        Some(candidate) => self.spawn_preempt(&queued, candidate),
+                        None if queued.info.priority > 0 => {
+                            let n = fit.num_all_nodes;
+                            fit.post_filter_msg = Some(format!(
+                                "preemption: 0/{n} nodes are available: {n} No preemption victims found for incoming pod"
+                            ));
+                        }
+                        None => {}
+                    }
                     self.spawn_report(&queued, fit, &profile.scheduler_name.clone());
                     self.queue.requeue_unschedulable(queued, now);
                 }
@@ -221,6 +231,32 @@ impl Loop {
                 .await
                 .map(|_| ());
             let _ = sender.send(BindOutcome { queued, result });
+        });
+    }
+
+    /// Preemption: nominate the node in the preemptor's status, then evict the victims (with
+    /// their grace periods); the preemptor is retried when the cluster changes.
+    fn spawn_preempt(&self, queued: &QueuedPod, candidate: crate::preemption::Candidate) {
+        let namespace = queued.info.namespace.clone();
+        let name = queued.info.pod.metadata.name.clone().unwrap_or_default();
+        let client = self.client.clone();
+        tracing::info!(pod = %queued.info.key, node = %candidate.node, victims = candidate.victims.len(), "preempting");
+        tokio::spawn(async move {
+            let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
+            let patch = serde_json::json!({"status": {"nominatedNodeName": candidate.node}});
+            if let Err(e) =
+                pods.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch)).await
+            {
+                tracing::debug!(pod = %name, error = %e, "nominating failed");
+            }
+            for victim in candidate.victims {
+                let vns = victim.namespace.clone();
+                let vname = victim.pod.metadata.name.clone().unwrap_or_default();
+                let api: Api<Pod> = Api::namespaced(client.clone(), &vns);
+                if let Err(e) = api.delete(&vname, &Default::default()).await {
+                    tracing::debug!(pod = %vname, error = %e, "preemption delete failed");
+                }
+            }
         });
     }
 

@@ -104,3 +104,60 @@ fn a_deployment_s_pods_are_spread_over_the_nodes() {
         assert_eq!(nodes.split_whitespace().filter(|x| *x == n).count(), 2, "spread: {nodes}");
     }
 }
+
+fn pod_with_class(name: &str, cpu: &str, class: &str) -> String {
+    serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+        "spec": {"priorityClassName": class,
+                 "containers": [{"name": "app", "image": "nginx", "resources": {"requests": {"cpu": cpu}}}]}
+    })
+    .to_string()
+}
+
+#[test]
+fn a_high_priority_pod_preempts_a_low_priority_one() {
+    let c = Cluster::start();
+    let classes = c.kubectl(&["get", "priorityclasses", "-o", "name"]);
+    assert!(
+        classes.contains("system-cluster-critical") && classes.contains("system-node-critical"),
+        "{classes}"
+    );
+    c.kubectl(&["create", "priorityclass", "low", "--value=10"]);
+    c.kubectl(&["create", "priorityclass", "high", "--value=1000"]);
+    let err = c.kubectl_stdin(&["create", "-f", "-"], &pod_with_class("orphan", "1", "nope"));
+    assert!(
+        String::from_utf8_lossy(&err.stderr).contains("no PriorityClass with name nope was found")
+    );
+    register_node(&c, "node-a", "2", "4Gi");
+    c.kubectl_in(&["create", "-f", "-"], &pod_with_class("low-1", "1", "low"));
+    c.kubectl_in(&["create", "-f", "-"], &pod_with_class("low-2", "1", "low"));
+    let node_of = |p: &str| c.kubectl(&["get", "pod", p, "-o", "jsonpath={.spec.nodeName}"]);
+    c.eventually("the low pods to be bound", Duration::from_secs(20), || {
+        node_of("low-1") == "node-a" && node_of("low-2") == "node-a"
+    });
+    assert_eq!(c.kubectl(&["get", "pod", "low-1", "-o", "jsonpath={.spec.priority}"]), "10");
+    c.kubectl_in(&["create", "-f", "-"], &pod_with_class("high", "1", "high"));
+    c.eventually("high to be nominated to node-a", Duration::from_secs(20), || {
+        c.kubectl(&["get", "pod", "high", "-o", "jsonpath={.status.nominatedNodeName}"]) == "node-a"
+    });
+    // Exactly one victim is being deleted; play the kubelet and finish its termination.
+    let deleting = || -> Vec<String> {
+        ["low-1", "low-2"]
+            .iter()
+            .filter(|p| {
+                !c.kubectl(&["get", "pod", p, "-o", "jsonpath={.metadata.deletionTimestamp}"])
+                    .is_empty()
+            })
+            .map(|p| p.to_string())
+            .collect()
+    };
+    c.eventually("a victim to be deleted", Duration::from_secs(20), || !deleting().is_empty());
+    let victims = deleting();
+    assert_eq!(victims.len(), 1, "{victims:?}");
+    // (kubectl warns about immediate deletion on any cluster; that warning is expected.)
+    let out = c.kubectl_output(&["delete", "pod", &victims[0], "--grace-period=0", "--force"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    c.eventually("high to be bound to node-a", Duration::from_secs(30), || {
+        node_of("high") == "node-a"
+    });
+}
