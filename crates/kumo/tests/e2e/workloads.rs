@@ -44,3 +44,60 @@ fn a_deployment_rolls_out_scales_and_is_deleted_with_its_children() {
             && c.kubectl(&["get", "replicasets", "-o", "name"]).trim().is_empty()
     });
 }
+
+fn ready_all(c: &Cluster, selector: &str) {
+    let out = c.kubectl(&["get", "pods", "-l", selector, "-o", "jsonpath={range .items[*]}{.metadata.name} {.status.conditions[?(@.type==\"Ready\")].status}{\"\\n\"}{end}"]);
+    for line in out.lines() {
+        let mut parts = line.split_whitespace();
+        if let (Some(name), None) = (parts.next(), parts.next()) {
+            mark_ready(c, name);
+        }
+    }
+}
+
+fn roll_to_completion(c: &Cluster) {
+    c.eventually("the rollout to complete", Duration::from_secs(40), || {
+        ready_all(c, "app=web");
+        let out = c.kubectl_output(&["rollout", "status", "deployment/web", "--timeout=1s"]);
+        String::from_utf8_lossy(&out.stdout).contains("successfully rolled out")
+    });
+}
+
+fn image(c: &Cluster) -> String {
+    c.kubectl(&[
+        "get",
+        "deployment",
+        "web",
+        "-o",
+        "jsonpath={.spec.template.spec.containers[0].image}",
+    ])
+}
+
+#[test]
+fn rollout_history_undo_and_restart() {
+    let c = Cluster::start();
+    c.kubectl(&["create", "deployment", "web", "--image=nginx:1.25", "--replicas=2"]);
+    roll_to_completion(&c);
+    c.kubectl(&["set", "image", "deployment/web", "nginx=nginx:1.26"]);
+    roll_to_completion(&c);
+    let history = c.kubectl(&["rollout", "history", "deployment/web"]);
+    assert!(history.contains('1') && history.contains('2'), "{history}");
+    assert_eq!(c.get_json(&["replicasets", "-l", "app=web"])["items"].as_array().unwrap().len(), 2);
+    let out = c.kubectl(&["rollout", "undo", "deployment/web"]);
+    assert!(out.contains("rolled back"), "{out}");
+    assert_eq!(image(&c), "nginx:1.25");
+    roll_to_completion(&c);
+    // The old ReplicaSet was reused, now at revision 3.
+    assert_eq!(c.get_json(&["replicasets", "-l", "app=web"])["items"].as_array().unwrap().len(), 2);
+    c.kubectl(&["rollout", "restart", "deployment/web"]);
+    let d = c.get_json(&["deployment", "web"]);
+    assert!(
+        d["spec"]["template"]["metadata"]["annotations"]["kubectl.kubernetes.io/restartedAt"]
+            .is_string(),
+        "{d}"
+    );
+    roll_to_completion(&c);
+    c.kubectl(&["rollout", "pause", "deployment/web"]);
+    assert_eq!(c.get_json(&["deployment", "web"])["spec"]["paused"], true);
+    c.kubectl(&["rollout", "resume", "deployment/web"]);
+}
