@@ -17,6 +17,7 @@
 #![warn(missing_docs)]
 
 pub mod defaults;
+pub mod disruption;
 pub mod managed;
 pub mod patch;
 pub mod printers;

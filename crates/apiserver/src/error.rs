@@ -45,6 +45,10 @@ pub enum ApiError {
     /// The requested resourceVersion or continue token is too old (410 Gone / Expired).
     #[error("{0}")]
     Gone(String),
+    /// A limit says not now; the client should retry (429 TooManyRequests), e.g. an eviction
+    /// that a PodDisruptionBudget does not allow yet.
+    #[error("{0}")]
+    TooManyRequests(String, Option<Details>),
     /// Something broke inside the server (500 InternalError).
     #[error("{0}")]
     Internal(String),
@@ -164,6 +168,7 @@ impl ApiError {
             }
             ApiError::TooLarge(..) => (StatusCode::PAYLOAD_TOO_LARGE, "RequestEntityTooLarge"),
             ApiError::Gone(..) => (StatusCode::GONE, "Expired"),
+            ApiError::TooManyRequests(..) => (StatusCode::TOO_MANY_REQUESTS, "TooManyRequests"),
             ApiError::Internal(..) => (StatusCode::INTERNAL_SERVER_ERROR, "InternalError"),
             ApiError::Unavailable(..) => (StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable"),
         }
@@ -182,9 +187,10 @@ impl ApiError {
             "code": code.as_u16(),
         });
         let details = match self {
-            ApiError::NotFound(_, d) | ApiError::Conflict(_, d) | ApiError::Forbidden(_, d) => {
-                d.clone()
-            }
+            ApiError::NotFound(_, d)
+            | ApiError::Conflict(_, d)
+            | ApiError::Forbidden(_, d)
+            | ApiError::TooManyRequests(_, d) => d.clone(),
             ApiError::AlreadyExists(_, d) => Some(d.clone()),
             ApiError::ApplyConflict(_, d, conflicts) => {
                 let causes: Vec<Value> = conflicts

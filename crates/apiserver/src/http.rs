@@ -289,12 +289,8 @@ async fn handle(st: AppState, req: Request) -> ApiResult<Response> {
         (&Method::POST, Some(name), Some("eviction"))
             if r.group.is_empty() && r.plural == "pods" =>
         {
-            let _ = read_object(&headers, body).await?;
-            reg.delete(&r, ns.as_deref(), name, &DeleteOptions::default()).await?;
-            Ok(json_response(
-                StatusCode::CREATED,
-                &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"}),
-            ))
+            let eviction = read_object(&headers, body).await?;
+            crate::subresources::evict(reg, &r, ns.as_deref(), name, &eviction).await
         }
         (&Method::PUT, Some(name), Some("finalize"))
             if r.group.is_empty() && r.plural == "namespaces" =>

@@ -233,3 +233,60 @@ pub async fn bind(
     }
     Ok(json_ok(&json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"})))
 }
+
+/// POST `pods/<name>/eviction`: delete the pod unless a PodDisruptionBudget that selects it
+/// allows no disruption now (429, as upstream; clients such as `kubectl drain` retry).
+pub async fn evict(
+    reg: &Registry,
+    r: &Resource,
+    ns: Option<&str>,
+    name: &str,
+    eviction: &Value,
+) -> ApiResult<Response> {
+    let pod = reg.get(r, ns, name).await?;
+    let terminal = matches!(pod["status"]["phase"].as_str(), Some("Succeeded" | "Failed"));
+    if !terminal && !object::is_deleting(&pod) {
+        let pdbs = reg.catalog.snapshot().find("policy", "v1", "poddisruptionbudgets").cloned();
+        if let Some(pdbs) = pdbs {
+            let opts = crate::registry::ListOptions::default();
+            let budgets = reg.list(&pdbs, ns, &opts).await?.items;
+            let matching: Vec<&Value> =
+                budgets.iter().filter(|b| kumo_api::disruption::selects(b, &pod)).collect();
+            if matching.len() > 1 {
+                return Err(ApiError::Internal(
+                    "this pod has more than one PodDisruptionBudget, which the eviction subresource does not support".into(),
+                ));
+            }
+            if let Some(pdb) = matching.first() {
+                let pods = reg.list(r, ns, &opts).await?.items;
+                let budget = kumo_api::disruption::budget(pdb, &pods);
+                if budget.disruptions_allowed < 1 {
+                    return Err(ApiError::TooManyRequests(
+                        format!(
+                            "Cannot evict pod as it would violate the pod's disruption budget. The disruption budget {} needs {} healthy pods and has {} currently",
+                            object::name(pdb),
+                            budget.desired_healthy,
+                            budget.current_healthy
+                        ),
+                        Some(Details::new("policy", "poddisruptionbudgets", object::name(pdb))),
+                    ));
+                }
+            }
+        }
+    }
+    let delete = &eviction["deleteOptions"];
+    let opts = crate::registry::DeleteOptions {
+        grace_period: delete["gracePeriodSeconds"].as_i64(),
+        uid: delete["preconditions"]["uid"].as_str().map(str::to_string),
+        resource_version: delete["preconditions"]["resourceVersion"].as_str().map(str::to_string),
+        ..Default::default()
+    };
+    reg.delete(r, ns, name, &opts).await?;
+    let status = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201});
+    Ok((
+        StatusCode::CREATED,
+        [(header::CONTENT_TYPE, "application/json")],
+        serde_json::to_vec(&status).unwrap_or_default(),
+    )
+        .into_response())
+}

@@ -101,3 +101,34 @@ fn rollout_history_undo_and_restart() {
     assert_eq!(c.get_json(&["deployment", "web"])["spec"]["paused"], true);
     c.kubectl(&["rollout", "resume", "deployment/web"]);
 }
+
+#[test]
+fn eviction_respects_pod_disruption_budgets() {
+    let c = Cluster::start();
+    for name in ["web-1", "web-2"] {
+        let pod = serde_json::json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "labels": {"app": "web"}},
+            "spec": {"containers": [{"name": "app", "image": "nginx"}]}});
+        c.kubectl_in(&["create", "-f", "-"], &pod.to_string());
+        mark_ready(&c, name);
+    }
+    c.kubectl(&["create", "poddisruptionbudget", "web", "--selector=app=web", "--min-available=2"]);
+    let eviction = c.file(
+        "eviction.json",
+        r#"{"apiVersion":"policy/v1","kind":"Eviction","metadata":{"name":"web-1","namespace":"default"}}"#,
+    );
+    let path = "/api/v1/namespaces/default/pods/web-1/eviction";
+    let refused = c.kubectl_output(&["create", "--raw", path, "-f", eviction.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success() && err.contains("disruption budget"), "{err}");
+    assert!(c.kubectl_output(&["get", "pod", "web-1"]).status.success(), "web-1 must survive");
+    c.kubectl(&["patch", "pdb", "web", "--type=merge", "-p", r#"{"spec":{"minAvailable":1}}"#]);
+    c.kubectl(&["create", "--raw", path, "-f", eviction.to_str().unwrap()]);
+    assert!(!c.kubectl_output(&["get", "pod", "web-1"]).status.success(), "web-1 must be evicted");
+    // Now only one healthy pod is left and the budget needs one: no more evictions.
+    let again = c.kubectl_output(&[
+        "create", "--raw", "/api/v1/namespaces/default/pods/web-2/eviction", "-f",
+        c.file("e2.json", r#"{"apiVersion":"policy/v1","kind":"Eviction","metadata":{"name":"web-2","namespace":"default"}}"#).to_str().unwrap(),
+    ]);
+    assert!(!again.status.success(), "the last pod must be protected");
+}
