@@ -31,8 +31,12 @@
 #![warn(missing_docs)]
 
 pub mod claim;
+pub mod cronjob;
 pub mod deployment;
+pub mod endpoints;
 pub mod expectations;
+pub mod job;
+pub mod nodelifecycle;
 pub mod pods;
 pub mod replicaset;
 pub mod selector;
@@ -48,6 +52,10 @@ pub async fn run(client: kube::Client, shutdown: impl Future<Output = ()> + Send
     let shutdown = shutdown.shared();
     tokio::join!(
         replicaset::run(client.clone(), shutdown.clone()),
+        endpoints::run(client.clone(), shutdown.clone()),
+        nodelifecycle::run(client.clone(), Default::default(), shutdown.clone()),
+        job::run(client.clone(), shutdown.clone()),
+        cronjob::run(client.clone(), shutdown.clone()),
         deployment::run(client, shutdown),
     );
 }
