@@ -20,6 +20,13 @@
 //! - [`replicaset`]: pods for a ReplicaSet (claim, create, delete, status, expectations).
 //! - [`deployment`]: ReplicaSets for a Deployment (pod-template-hash, revisions, RollingUpdate,
 //!   Recreate, paused, history cleanup, Available/Progressing conditions).
+//! - [`statefulset`]: ordered pods with stable names and per-ordinal claims.
+//! - [`daemonset`]: one pod on every eligible node.
+//! - [`job`], [`cronjob`]: run-to-completion pods, and Jobs on a schedule.
+//! - [`endpoints`]: Endpoints and EndpointSlices of Services with selectors.
+//! - [`nodelifecycle`]: nodes whose Lease goes stale become Unknown and tainted; their pods
+//!   are evicted after their toleration.
+//! - [`disruption`]: PodDisruptionBudget status.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), kube::Error> {
@@ -32,7 +39,9 @@
 
 pub mod claim;
 pub mod cronjob;
+pub mod daemonset;
 pub mod deployment;
+pub mod disruption;
 pub mod endpoints;
 pub mod expectations;
 pub mod job;
@@ -40,6 +49,7 @@ pub mod nodelifecycle;
 pub mod pods;
 pub mod replicaset;
 pub mod selector;
+pub mod statefulset;
 
 use futures::FutureExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -47,13 +57,32 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use std::future::Future;
 
-/// Run every controller until `shutdown` completes.
+/// Settings of the controllers that have any (the rest follow the objects they manage).
+#[derive(Debug, Clone, Default)]
+pub struct Config {
+    /// Node lifecycle timings.
+    pub node_lifecycle: nodelifecycle::NodeLifecycleConfig,
+}
+
+/// Run every controller with default settings until `shutdown` completes.
 pub async fn run(client: kube::Client, shutdown: impl Future<Output = ()> + Send + 'static) {
+    run_with(client, Config::default(), shutdown).await
+}
+
+/// Run every controller until `shutdown` completes.
+pub async fn run_with(
+    client: kube::Client,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
     let shutdown = shutdown.shared();
     tokio::join!(
         replicaset::run(client.clone(), shutdown.clone()),
         endpoints::run(client.clone(), shutdown.clone()),
-        nodelifecycle::run(client.clone(), Default::default(), shutdown.clone()),
+        nodelifecycle::run(client.clone(), config.node_lifecycle, shutdown.clone()),
+        statefulset::run(client.clone(), shutdown.clone()),
+        daemonset::run(client.clone(), shutdown.clone()),
+        disruption::run(client.clone(), shutdown.clone()),
         job::run(client.clone(), shutdown.clone()),
         cronjob::run(client.clone(), shutdown.clone()),
         deployment::run(client, shutdown),

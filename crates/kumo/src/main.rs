@@ -36,6 +36,14 @@ struct UpArgs {
     /// scoring strategy spread/binpack, weights, percentageOfNodesToScore).
     #[arg(long)]
     scheduler_config: Option<PathBuf>,
+    /// How long a node may go without renewing its Lease before it is marked NotReady/Unknown
+    /// and tainted unreachable, in seconds.
+    #[arg(long, default_value_t = 40)]
+    node_monitor_grace_period: u64,
+    /// How long pods stay on an unreachable node when they do not tolerate it themselves,
+    /// in seconds.
+    #[arg(long, default_value_t = 300)]
+    default_unreachable_toleration_seconds: u64,
     /// Watch history kept in memory, in events (older resourceVersions get 410 Gone).
     #[arg(long, default_value_t = 50_000)]
     watch_history: usize,
@@ -85,7 +93,15 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     let kubeconfig = server.kubeconfig.display().to_string();
     // The controllers and the scheduler are API clients like any other, over loopback TLS
     // with the admin identity.
-    let (stop_clients, clients) = start_clients(&server.kubeconfig, profiles).await?;
+    let controllers = kumo_controllers::Config {
+        node_lifecycle: kumo_controllers::nodelifecycle::NodeLifecycleConfig {
+            grace: std::time::Duration::from_secs(args.node_monitor_grace_period),
+            eviction_timeout: std::time::Duration::from_secs(
+                args.default_unreachable_toleration_seconds,
+            ),
+        },
+    };
+    let (stop_clients, clients) = start_clients(&server.kubeconfig, profiles, controllers).await?;
     // One line a script can wait for, then what a person needs to know.
     println!("kumo is ready at https://{} ({} ms)", server.addr, started.elapsed().as_millis());
     println!("  export KUBECONFIG={kubeconfig}");
@@ -105,6 +121,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
 async fn start_clients(
     kubeconfig: &std::path::Path,
     profiles: Vec<kumo_scheduler::profile::Profile>,
+    controllers: kumo_controllers::Config,
 ) -> anyhow::Result<(tokio::sync::watch::Sender<bool>, Vec<tokio::task::JoinHandle<()>>)> {
     let kc = kube::config::Kubeconfig::read_from(kubeconfig)?;
     let config = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?;
@@ -113,7 +130,8 @@ async fn start_clients(
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
-    let controllers = tokio::spawn(kumo_controllers::run(client.clone(), stopped(rx.clone())));
+    let controllers =
+        tokio::spawn(kumo_controllers::run_with(client.clone(), controllers, stopped(rx.clone())));
     let scheduler = tokio::spawn(kumo_scheduler::runner::run(client, profiles, stopped(rx)));
     Ok((tx, vec![controllers, scheduler]))
 }

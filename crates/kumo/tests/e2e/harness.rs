@@ -25,11 +25,17 @@ pub struct Cluster {
     /// `127.0.0.1:<port>`.
     pub addr: String,
     log: PathBuf,
+    extra_args: Vec<String>,
 }
 
 impl Cluster {
     /// Start a new cluster in a fresh temp dir.
     pub fn start() -> Cluster {
+        Self::start_with(&[])
+    }
+
+    /// Start a new cluster with extra `kumo up` flags.
+    pub fn start_with(extra_args: &[&str]) -> Cluster {
         let dir = tempfile::tempdir().expect("tempdir");
         let home = dir.path().join("home");
         std::fs::create_dir_all(&home).expect("home");
@@ -40,6 +46,7 @@ impl Cluster {
             dir,
             home,
             addr: String::new(),
+            extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
         };
         c.boot("127.0.0.1:0");
         c
@@ -57,6 +64,7 @@ impl Cluster {
             .args(["up", "--data-dir"])
             .arg(self.data_dir())
             .args(["--api-addr", api_addr])
+            .args(&self.extra_args)
             .stdout(Stdio::piped())
             .stderr(log)
             .spawn()

@@ -161,3 +161,56 @@ fn a_high_priority_pod_preempts_a_low_priority_one() {
         node_of("high") == "node-a"
     });
 }
+
+fn lease(c: &Cluster, node: &str, renew: &str) {
+    let lease = serde_json::json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+        "metadata": {"name": node, "namespace": "kube-node-lease"},
+        "spec": {"holderIdentity": node, "leaseDurationSeconds": 40, "renewTime": renew}});
+    c.kubectl_in(&["apply", "-f", "-"], &lease.to_string());
+}
+
+#[test]
+fn a_node_whose_lease_stops_is_tainted_and_its_pods_are_replaced() {
+    let c = Cluster::start_with(&[
+        "--node-monitor-grace-period=2",
+        "--default-unreachable-toleration-seconds=2",
+    ]);
+    register_node(&c, "alive", "4", "8Gi");
+    register_node(&c, "dying", "4", "8Gi");
+    lease(&c, "alive", "2099-01-01T00:00:00.000000Z");
+    let now = std::process::Command::new("date")
+        .args(["-u", "+%Y-%m-%dT%H:%M:%S.000000Z"])
+        .output()
+        .unwrap();
+    lease(&c, "dying", String::from_utf8_lossy(&now.stdout).trim());
+    // One replica on each node (spread), then the dying node's lease goes stale.
+    c.kubectl(&["create", "deployment", "web", "--image=nginx", "--replicas=2"]);
+    let placement = || {
+        let out = c.kubectl(&["get", "pods", "-l", "app=web", "-o",
+            "jsonpath={range .items[*]}{.spec.nodeName}{\" \"}{.metadata.deletionTimestamp}{\"\\n\"}{end}"]);
+        out.lines().map(str::to_string).collect::<Vec<_>>()
+    };
+    c.eventually("a replica on each node", Duration::from_secs(4), || {
+        let mut nodes: Vec<String> = placement().iter().map(|l| l.trim().to_string()).collect();
+        nodes.sort();
+        nodes == vec!["alive".to_string(), "dying".to_string()]
+    });
+    c.eventually("the dying node to be tainted unreachable", Duration::from_secs(30), || {
+        c.kubectl(&["get", "node", "dying", "-o", "jsonpath={.spec.taints[*].key}"])
+            .contains("node.kubernetes.io/unreachable")
+    });
+    let ready = c.kubectl(&[
+        "get",
+        "node",
+        "dying",
+        "-o",
+        "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
+    ]);
+    assert_eq!(ready, "Unknown");
+    // Its pod is evicted after the toleration and replaced on the live node.
+    c.eventually("both live replicas on the alive node", Duration::from_secs(40), || {
+        let p = placement();
+        let live: Vec<&String> = p.iter().filter(|l| l.split_whitespace().count() == 1).collect();
+        live.len() == 2 && live.iter().all(|l| l.trim() == "alive")
+    });
+}

@@ -113,6 +113,15 @@ fn eviction_respects_pod_disruption_budgets() {
         mark_ready(&c, name);
     }
     c.kubectl(&["create", "poddisruptionbudget", "web", "--selector=app=web", "--min-available=2"]);
+    c.eventually("the budget's status", Duration::from_secs(20), || {
+        c.kubectl(&[
+            "get",
+            "pdb",
+            "web",
+            "-o",
+            "jsonpath={.status.currentHealthy}/{.status.disruptionsAllowed}",
+        ]) == "2/0"
+    });
     let eviction = c.file(
         "eviction.json",
         r#"{"apiVersion":"policy/v1","kind":"Eviction","metadata":{"name":"web-1","namespace":"default"}}"#,
@@ -131,4 +140,86 @@ fn eviction_respects_pod_disruption_budgets() {
         c.file("e2.json", r#"{"apiVersion":"policy/v1","kind":"Eviction","metadata":{"name":"web-2","namespace":"default"}}"#).to_str().unwrap(),
     ]);
     assert!(!again.status.success(), "the last pod must be protected");
+}
+
+const STATEFULSET: &str = r#"
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: web}
+spec:
+  serviceName: web
+  replicas: 3
+  selector: {matchLabels: {app: db}}
+  template:
+    metadata: {labels: {app: db}}
+    spec: {containers: [{name: db, image: postgres:16}]}
+  volumeClaimTemplates:
+  - metadata: {name: data}
+    spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}
+"#;
+
+#[test]
+fn a_statefulset_creates_web_0_1_2_in_order_with_their_claims() {
+    let c = Cluster::start();
+    let f = c.file("sts.yaml", STATEFULSET);
+    c.kubectl(&["apply", "-f", f.to_str().unwrap()]);
+    for i in 0..3 {
+        let name = format!("web-{i}");
+        c.eventually(&format!("{name} to exist"), Duration::from_secs(20), || {
+            pod_names(&c, "app=db").contains(&name)
+        });
+        // Ordered: the next pod waits until this one is Ready.
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(
+            pod_names(&c, "app=db").len(),
+            i + 1,
+            "web-{} appeared before web-{i} was Ready",
+            i + 1
+        );
+        let pod = c.get_json(&["pod", &name]);
+        assert_eq!(pod["spec"]["hostname"], name);
+        assert_eq!(
+            pod["spec"]["volumes"][0]["persistentVolumeClaim"]["claimName"],
+            format!("data-{name}")
+        );
+        mark_ready(&c, &name);
+    }
+    let claims = c.kubectl(&["get", "pvc", "-o", "name"]);
+    for i in 0..3 {
+        assert!(claims.contains(&format!("data-web-{i}")), "{claims}");
+    }
+    c.eventually("3 ready replicas", Duration::from_secs(20), || {
+        c.kubectl(&["get", "sts", "web", "-o", "jsonpath={.status.readyReplicas}"]) == "3"
+    });
+    c.kubectl(&["scale", "sts", "web", "--replicas=1"]);
+    c.eventually("scale down to web-0", Duration::from_secs(20), || {
+        pod_names(&c, "app=db") == vec!["web-0".to_string()]
+    });
+    // Claims outlive their pods.
+    assert!(c.kubectl(&["get", "pvc", "-o", "name"]).contains("data-web-2"));
+}
+
+#[test]
+fn a_daemonset_puts_one_pod_on_each_eligible_node() {
+    let c = Cluster::start();
+    crate::scheduling::register_node(&c, "n1", "2", "4Gi");
+    crate::scheduling::register_node(&c, "n2", "2", "4Gi");
+    c.kubectl(&["taint", "node", "n2", "dedicated=db:NoSchedule"]);
+    let ds = r#"{"apiVersion":"apps/v1","kind":"DaemonSet","metadata":{"name":"agent"},
+      "spec":{"selector":{"matchLabels":{"app":"agent"}},"template":{"metadata":{"labels":{"app":"agent"}},
+      "spec":{"containers":[{"name":"a","image":"busybox"}]}}}}"#;
+    c.kubectl_in(&["apply", "-f", "-"], ds);
+    let nodes = || {
+        c.kubectl(&["get", "pods", "-l", "app=agent", "-o", "jsonpath={.items[*].spec.nodeName}"])
+    };
+    c.eventually("a pod bound on n1 only", Duration::from_secs(20), || nodes() == "n1");
+    crate::scheduling::register_node(&c, "n3", "2", "4Gi");
+    c.eventually("a pod on n3 too", Duration::from_secs(20), || {
+        let mut n: Vec<String> = nodes().split_whitespace().map(str::to_string).collect();
+        n.sort();
+        n == vec!["n1".to_string(), "n3".to_string()]
+    });
+    c.eventually("desiredNumberScheduled 2", Duration::from_secs(20), || {
+        c.kubectl(&["get", "ds", "agent", "-o", "jsonpath={.status.desiredNumberScheduled}"]) == "2"
+    });
 }
