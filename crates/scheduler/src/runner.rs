@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Binding, Event, EventSource, Node, ObjectReference, Pod};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::watcher::{self, watcher};
@@ -70,6 +71,8 @@ struct Loop {
     queue: SchedulingQueue,
     scheduler: Scheduler<StdRng>,
     bound: mpsc::UnboundedSender<BindOutcome>,
+    /// PodDisruptionBudgets, for preemption.
+    budgets: kube::runtime::reflector::Store<PodDisruptionBudget>,
 }
 
 /// Runs the scheduler until `shutdown` completes.
@@ -79,6 +82,12 @@ pub async fn run(client: kube::Client, profiles: Vec<Profile>, shutdown: impl Fu
         watcher(Api::<Node>::all(client.clone()), watcher::Config::default()).default_backoff();
     let pods =
         watcher(Api::<Pod>::all(client.clone()), watcher::Config::default()).default_backoff();
+    let (budgets, writer) = kube::runtime::reflector::store::<PodDisruptionBudget>();
+    let budget_events = kube::runtime::reflector::reflector(
+        writer,
+        watcher(Api::<PodDisruptionBudget>::all(client.clone()), watcher::Config::default()),
+    )
+    .default_backoff();
     let (bound, mut outcomes) = mpsc::unbounded_channel();
     let mut state = Loop {
         client,
@@ -87,8 +96,9 @@ pub async fn run(client: kube::Client, profiles: Vec<Profile>, shutdown: impl Fu
         queue: SchedulingQueue::new(),
         scheduler: Scheduler::new(StdRng::from_os_rng()),
         bound,
+        budgets,
     };
-    tokio::pin!(nodes, pods, shutdown);
+    tokio::pin!(nodes, pods, budget_events, shutdown);
     let mut tick = tokio::time::interval(TICK);
     loop {
         tokio::select! {
@@ -102,6 +112,7 @@ pub async fn run(client: kube::Client, profiles: Vec<Profile>, shutdown: impl Fu
                 Err(e) => tracing::warn!(error = %e, "pod watch"),
             },
             Some(outcome) = outcomes.recv() => state.on_bound(outcome),
+            Some(_) = budget_events.next() => {}
             _ = tick.tick() => {}
         }
         state.schedule_ready();
@@ -183,7 +194,8 @@ impl Loop {
                 }
                 Err(mut fit) => {
                     tracing::debug!(reason = %fit, "unschedulable");
-                    match crate::preemption::find_candidate(&queued.info, &self.cache) {
+                    let budgets = self.budgets();
+                    match crate::preemption::find_candidate(&queued.info, &self.cache, &budgets) {
                         Some(candidate) => self.spawn_preempt(&queued, candidate),
                         None if queued.info.priority > 0 => {
                             let n = fit.num_all_nodes;
@@ -232,6 +244,20 @@ impl Loop {
                 .map(|_| ());
             let _ = sender.send(BindOutcome { queued, result });
         });
+    }
+
+    fn budgets(&self) -> Vec<crate::preemption::Budget> {
+        self.budgets
+            .state()
+            .iter()
+            .filter_map(|b| {
+                Some(crate::preemption::Budget {
+                    namespace: b.metadata.namespace.clone()?,
+                    selector: b.spec.as_ref()?.selector.clone()?,
+                    allowed: b.status.as_ref().map(|s| s.disruptions_allowed).unwrap_or(0),
+                })
+            })
+            .collect()
     }
 
     /// Preemption: nominate the node in the preemptor's status, then evict the victims (with
