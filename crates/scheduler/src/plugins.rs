@@ -7,6 +7,7 @@
 
 pub mod balanced_allocation;
 pub mod inter_pod_affinity;
+pub mod inter_pod_affinity_score;
 pub mod node_affinity;
 pub mod node_name;
 pub mod node_ports;

@@ -26,7 +26,8 @@ use serde::Deserialize;
 
 pub use crate::plugins::node_resources_fit::{ResourceWeights, ScoringStrategy};
 use crate::plugins::{
-    balanced_allocation, node_affinity, node_resources_fit, pod_topology_spread, taint_toleration,
+    balanced_allocation, inter_pod_affinity, node_affinity, node_resources_fit,
+    pod_topology_spread, taint_toleration,
 };
 
 /// The scheduler name pods get when they do not ask for one.
@@ -45,6 +46,8 @@ pub struct Weights {
     pub taint_toleration: i64,
     /// PodTopologySpread (ScheduleAnyway).
     pub pod_topology_spread: i64,
+    /// InterPodAffinity (preferred terms).
+    pub inter_pod_affinity: i64,
 }
 
 impl Default for Weights {
@@ -56,6 +59,7 @@ impl Default for Weights {
             node_affinity: 2,
             taint_toleration: 3,
             pod_topology_spread: 2,
+            inter_pod_affinity: 2,
         }
     }
 }
@@ -232,6 +236,7 @@ fn weight_slot<'w>(weights: &'w mut Weights, plugin: &str) -> Result<&'w mut i64
         node_affinity::NAME => &mut weights.node_affinity,
         taint_toleration::NAME => &mut weights.taint_toleration,
         pod_topology_spread::NAME => &mut weights.pod_topology_spread,
+        inter_pod_affinity::NAME => &mut weights.inter_pod_affinity,
         other => return Err(ConfigError::Invalid(format!("unknown score plugin {other:?}"))),
     })
 }
@@ -250,6 +255,7 @@ fn profile_from_raw(raw: RawProfile) -> Result<Profile, ConfigError> {
                     node_affinity: 0,
                     taint_toleration: 0,
                     pod_topology_spread: 0,
+                    inter_pod_affinity: 0,
                 };
             } else {
                 *weight_slot(&mut profile.weights, &plugin.name)? = 0;

@@ -24,8 +24,8 @@ use rand::Rng;
 
 use crate::cache::{Cache, CacheError, NodeInfo};
 use crate::plugins::{
-    balanced_allocation, inter_pod_affinity, node_affinity, node_name, node_ports,
-    node_resources_fit, node_unschedulable, pod_topology_spread, taint_toleration,
+    balanced_allocation, inter_pod_affinity, inter_pod_affinity_score, node_affinity, node_name,
+    node_ports, node_resources_fit, node_unschedulable, pod_topology_spread, taint_toleration,
 };
 use crate::pod_info::PodInfo;
 use crate::profile::Profile;
@@ -248,6 +248,13 @@ fn score<R>(pod: &PodInfo, cache: &Cache, profile: &Profile, scheduler: &mut Sch
         &|n| taint_toleration::score(pod, n),
         Some(taint_toleration::normalize),
     );
+    if let Some(domains) = inter_pod_affinity_score::pre_score(pod, nodes.iter()) {
+        add(
+            weights.inter_pod_affinity,
+            &|n| inter_pod_affinity_score::score(n, &domains),
+            Some(inter_pod_affinity_score::normalize),
+        );
+    }
     if let Some(soft) = pod_topology_spread::pre_filter(pod, nodes.iter(), false) {
         add(
             weights.pod_topology_spread,
