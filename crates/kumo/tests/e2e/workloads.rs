@@ -223,3 +223,40 @@ fn a_daemonset_puts_one_pod_on_each_eligible_node() {
         c.kubectl(&["get", "ds", "agent", "-o", "jsonpath={.status.desiredNumberScheduled}"]) == "2"
     });
 }
+
+#[test]
+fn a_job_completes_with_its_completions() {
+    let c = Cluster::start();
+    let job = r#"{"apiVersion":"batch/v1","kind":"Job","metadata":{"name":"batch"},
+      "spec":{"completions":3,"parallelism":2,"template":{"spec":{"restartPolicy":"Never",
+      "containers":[{"name":"w","image":"busybox","command":["true"]}]}}}}"#;
+    c.kubectl_in(&["apply", "-f", "-"], job);
+    let succeed = |name: &str| {
+        let status = r#"{"status":{"phase":"Succeeded","containerStatuses":[{"name":"w","ready":false,"restartCount":0,"image":"busybox","imageID":"","state":{"terminated":{"exitCode":0,"reason":"Completed"}}}]}}"#;
+        c.kubectl(&["patch", "pod", name, "--subresource=status", "--type=merge", "-p", status]);
+    };
+    let mut done = std::collections::HashSet::new();
+    c.eventually("3 pods to run to completion", Duration::from_secs(40), || {
+        let running = c.kubectl(&[
+            "get",
+            "pods",
+            "-l",
+            "job-name=batch",
+            "--field-selector=status.phase!=Succeeded",
+            "-o",
+            "jsonpath={.items[*].metadata.name}",
+        ]);
+        let active: Vec<&str> = running.split_whitespace().collect();
+        assert!(active.len() <= 2, "parallelism 2 exceeded: {active:?}");
+        for p in active {
+            if done.insert(p.to_string()) {
+                succeed(p);
+            }
+        }
+        done.len() >= 3
+    });
+    c.kubectl(&["wait", "--for=condition=complete", "job/batch", "--timeout=30s"]);
+    assert_eq!(c.kubectl(&["get", "job", "batch", "-o", "jsonpath={.status.succeeded}"]), "3");
+    let table = c.kubectl(&["get", "job", "batch"]);
+    assert!(table.contains("Complete") && table.contains("3/3"), "{table}");
+}
