@@ -172,13 +172,10 @@ pub async fn run(client: Client, shutdown: impl Future<Output = ()> + Send + Syn
         .await;
 }
 
+/// The update revision: the pod template's hash, as the Deployment controller computes it.
 fn template_hash(set: &DaemonSet) -> String {
-    let text = serde_json::to_string(&set.spec.as_ref().map(|s| &s.template)).unwrap_or_default();
-    let mut h: u64 = 0xcbf29ce484222325;
-    for b in text.bytes() {
-        h = (h ^ u64::from(b)).wrapping_mul(0x100000001b3);
-    }
-    format!("{:x}", h & 0xff_ffff_ffff)
+    let template = set.spec.as_ref().map(|s| s.template.clone()).unwrap_or_default();
+    crate::deployment::hash::pod_template_hash(&template, None)
 }
 
 fn pod_node(pod: &Pod) -> Option<String> {

@@ -112,14 +112,10 @@ pub fn plan(
     steps
 }
 
-/// A short stable hash of the pod template: the update revision.
+/// The update revision: the pod template's hash, as the Deployment controller computes it.
 pub fn template_hash(set: &StatefulSet) -> String {
-    let text = serde_json::to_string(&set.spec.as_ref().map(|s| &s.template)).unwrap_or_default();
-    let mut h: u64 = 0xcbf29ce484222325;
-    for b in text.bytes() {
-        h = (h ^ u64::from(b)).wrapping_mul(0x100000001b3);
-    }
-    format!("{:x}", h & 0xff_ffff_ffff)
+    let template = set.spec.as_ref().map(|s| s.template.clone()).unwrap_or_default();
+    crate::deployment::hash::pod_template_hash(&template, None)
 }
 
 fn ordinal_of(set_name: &str, pod: &Pod) -> Option<i32> {
