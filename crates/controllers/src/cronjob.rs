@@ -112,11 +112,7 @@ pub async fn run(client: Client, shutdown: impl Future<Output = ()> + Send + Syn
         .watches_stream(job_events, |job| owners_of(&job))
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
-        .for_each(|res| async move {
-            if let Err(e) = res {
-                debug!(error = %e, "cronjob reconcile");
-            }
-        })
+        .for_each(|res| crate::log_outcome(res, "cronjob reconcile"))
         .await;
 }
 

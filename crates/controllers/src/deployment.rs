@@ -139,11 +139,7 @@ pub async fn run(client: Client, shutdown: impl Future<Output = ()> + Send + Syn
         .watches_stream(rs_events, move |rs| owners_of(&rs, &deployments))
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
-        .for_each(|res| async move {
-            if let Err(e) = res {
-                debug!(error = %e, "deployment reconcile");
-            }
-        })
+        .for_each(|res| crate::log_outcome(res, "deployment reconcile"))
         .await;
 }
 

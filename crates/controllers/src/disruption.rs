@@ -15,7 +15,7 @@ use serde_json::json;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
-use tracing::{debug, warn};
+use tracing::warn;
 
 /// Errors of the disruption controller.
 #[derive(Debug, thiserror::Error)]
@@ -60,11 +60,7 @@ pub async fn run(client: Client, shutdown: impl Future<Output = ()> + Send + Syn
             },
             Arc::new(client),
         )
-        .for_each(|res| async move {
-            if let Err(e) = res {
-                debug!(error = %e, "disruption reconcile");
-            }
-        })
+        .for_each(|res| crate::log_outcome(res, "disruption reconcile"))
         .await;
 }
 

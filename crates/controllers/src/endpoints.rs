@@ -133,11 +133,7 @@ pub async fn run(client: Client, shutdown: impl Future<Output = ()> + Send + Syn
         .watches_stream(pod_events, move |pod| services_of(&pod, &services, &published))
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
-        .for_each(|res| async move {
-            if let Err(e) = res {
-                debug!(error = %e, "endpoints reconcile");
-            }
-        })
+        .for_each(|res| crate::log_outcome(res, "endpoints reconcile"))
         .await;
 }
 

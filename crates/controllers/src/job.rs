@@ -180,11 +180,7 @@ pub async fn run(client: Client, shutdown: impl Future<Output = ()> + Send + Syn
         .watches_stream(pod_events, |pod| owners_of(&pod))
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
-        .for_each(|res| async move {
-            if let Err(e) = res {
-                debug!(error = %e, "job reconcile");
-            }
-        })
+        .for_each(|res| crate::log_outcome(res, "job reconcile"))
         .await;
 }
 

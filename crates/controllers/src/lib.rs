@@ -89,6 +89,14 @@ pub async fn run_with(
     );
 }
 
+/// The end of every controller's run loop: a failed reconcile is logged (the error policy has
+/// already scheduled the retry); a successful one needs nothing.
+pub(crate) async fn log_outcome<T, E: std::fmt::Display>(result: Result<T, E>, what: &'static str) {
+    if let Err(e) = result {
+        tracing::debug!(error = %e, "{what}");
+    }
+}
+
 /// A JSON merge patch for the status subresource that replaces `status` with `status`, fields
 /// absent in it cleared (null), and the object's resourceVersion as a precondition so a status
 /// computed from a stale cache is refused (409) rather than written.

@@ -123,11 +123,7 @@ pub async fn run(
         })
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
-        .for_each(|res| async move {
-            if let Err(e) = res {
-                debug!(error = %e, "node lifecycle reconcile");
-            }
-        })
+        .for_each(|res| crate::log_outcome(res, "node lifecycle reconcile"))
         .await;
 }
 

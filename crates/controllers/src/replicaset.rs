@@ -137,11 +137,7 @@ pub async fn run(client: Client, shutdown: impl Future<Output = ()> + Send + Syn
         .watches_stream(pod_events, move |pod| owners_of(&pod, &sets))
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
-        .for_each(|res| async move {
-            if let Err(e) = res {
-                debug!(error = %e, "replicaset reconcile");
-            }
-        })
+        .for_each(|res| crate::log_outcome(res, "replicaset reconcile"))
         .await;
 }
 

@@ -25,7 +25,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 /// Errors of the StatefulSet controller.
 #[derive(Debug, thiserror::Error)]
@@ -167,11 +167,7 @@ pub async fn run(client: Client, shutdown: impl Future<Output = ()> + Send + Syn
             },
             Arc::new(client),
         )
-        .for_each(|res| async move {
-            if let Err(e) = res {
-                debug!(error = %e, "statefulset reconcile");
-            }
-        })
+        .for_each(|res| crate::log_outcome(res, "statefulset reconcile"))
         .await;
 }
 

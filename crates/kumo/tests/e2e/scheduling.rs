@@ -19,11 +19,15 @@ pub fn register_node(c: &Cluster, name: &str, cpu: &str, memory: &str) {
 }
 
 fn pod(name: &str, cpu: &str) -> String {
+    pod_spec(name, cpu).to_string()
+}
+
+/// A pod of one container requesting `cpu`.
+fn pod_spec(name: &str, cpu: &str) -> serde_json::Value {
     serde_json::json!({
         "apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
         "spec": {"containers": [{"name": "app", "image": "nginx", "resources": {"requests": {"cpu": cpu}}}]}
     })
-    .to_string()
 }
 
 #[test]
@@ -106,12 +110,9 @@ fn a_deployment_s_pods_are_spread_over_the_nodes() {
 }
 
 fn pod_with_class(name: &str, cpu: &str, class: &str) -> String {
-    serde_json::json!({
-        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
-        "spec": {"priorityClassName": class,
-                 "containers": [{"name": "app", "image": "nginx", "resources": {"requests": {"cpu": cpu}}}]}
-    })
-    .to_string()
+    let mut pod = pod_spec(name, cpu);
+    pod["spec"]["priorityClassName"] = serde_json::json!(class);
+    pod.to_string()
 }
 
 #[test]
