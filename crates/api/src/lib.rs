@@ -18,10 +18,12 @@
 
 pub mod defaults;
 pub mod disruption;
+pub mod hostports;
 pub mod managed;
 pub mod patch;
 pub mod printers;
 pub mod protobuf;
+pub mod quantity;
 pub mod resources;
 pub mod schema;
 pub mod selector;

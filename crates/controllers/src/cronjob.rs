@@ -135,7 +135,7 @@ fn background() -> DeleteParams {
 pub async fn reconcile(cj: Arc<CronJob>, ctx: Arc<Context>) -> Result<Action, Error> {
     let (ns, name) = key_of(&cj.metadata)?;
     let key = format!("{ns}/{name}");
-    ctx.jobs.wait_until_ready().await.map_err(|_| Error::CacheClosed)?;
+    crate::cache_ready(&ctx.jobs).await.map_err(|_| Error::CacheClosed)?;
     let api_err = |action: &'static str| {
         let key = key.clone();
         move |source| Error::Api { key, action, source }

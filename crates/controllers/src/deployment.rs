@@ -157,7 +157,7 @@ fn error_policy(_d: Arc<Deployment>, err: &Error, _ctx: Arc<Context>) -> Action 
 #[instrument(skip_all, fields(object.ref = %format!("{}/{}", d.metadata.namespace.as_deref().unwrap_or(""), d.metadata.name.as_deref().unwrap_or(""))))]
 pub async fn reconcile(d: Arc<Deployment>, ctx: Arc<Context>) -> Result<Action, Error> {
     let (ns, _name) = key_of(&d.metadata)?;
-    ctx.sets.wait_until_ready().await.map_err(|_| Error::CacheClosed)?;
+    crate::cache_ready(&ctx.sets).await.map_err(|_| Error::CacheClosed)?;
     let Some(spec) = d.spec.as_ref() else { return Ok(Action::await_change()) };
     if d.metadata.deletion_timestamp.is_some() || selector::is_empty(&spec.selector) {
         // Being deleted: the garbage collector takes the ReplicaSets. An empty selector would

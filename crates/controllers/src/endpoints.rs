@@ -156,7 +156,7 @@ pub async fn reconcile(svc: Arc<Service>, ctx: Arc<Context>) -> Result<Action, E
         let key = key.clone();
         move |source| Error::Api { key, action, source }
     };
-    ctx.pods.wait_until_ready().await.map_err(|_| Error::CacheClosed)?;
+    crate::cache_ready(&ctx.pods).await.map_err(|_| Error::CacheClosed)?;
     if svc.metadata.deletion_timestamp.is_some() {
         forget(&ctx.published, &key);
         return Ok(Action::await_change());

@@ -199,7 +199,7 @@ fn error_policy(_job: Arc<Job>, err: &Error, _ctx: Arc<Context>) -> Action {
 pub async fn reconcile(job: Arc<Job>, ctx: Arc<Context>) -> Result<Action, Error> {
     let (ns, name) = key_of(&job.metadata)?;
     let key = format!("{ns}/{name}");
-    ctx.pods.wait_until_ready().await.map_err(|_| Error::CacheClosed)?;
+    crate::cache_ready(&ctx.pods).await.map_err(|_| Error::CacheClosed)?;
     if job.metadata.deletion_timestamp.is_some() {
         ctx.expectations.forget(&key);
         return Ok(Action::await_change());

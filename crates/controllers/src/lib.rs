@@ -57,6 +57,26 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use std::future::Future;
 
+/// Wait until a reflector's store holds its first full list. kube-runtime 5's
+/// `Store::wait_until_ready` keeps a single waker (a oneshot receiver behind a mutex), so of
+/// several reconciles waiting at once only the last one is woken and the others sleep until
+/// polled again, which nothing does: a Service created at start-up then never got Endpoints.
+/// Asking again every 50 ms means no waiter depends on that wake-up.
+pub async fn cache_ready<K>(
+    store: &kube::runtime::reflector::Store<K>,
+) -> Result<(), kube::runtime::reflector::store::WriterDropped>
+where
+    K: kube::Resource + Clone + 'static,
+    K::DynamicType: std::hash::Hash + Eq + Clone,
+{
+    loop {
+        let wait = store.wait_until_ready();
+        if let Ok(ready) = tokio::time::timeout(std::time::Duration::from_millis(50), wait).await {
+            return ready;
+        }
+    }
+}
+
 /// Settings of the controllers that have any (the rest follow the objects they manage).
 #[derive(Debug, Clone, Default)]
 pub struct Config {

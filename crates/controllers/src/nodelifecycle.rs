@@ -149,8 +149,8 @@ pub async fn reconcile(node: Arc<Node>, ctx: Arc<Context>) -> Result<Action, Err
         let node = name.clone();
         move |source| Error::Api { node, action, source }
     };
-    ctx.leases.wait_until_ready().await.map_err(|_| Error::CacheClosed)?;
-    ctx.pods.wait_until_ready().await.map_err(|_| Error::CacheClosed)?;
+    crate::cache_ready(&ctx.leases).await.map_err(|_| Error::CacheClosed)?;
+    crate::cache_ready(&ctx.pods).await.map_err(|_| Error::CacheClosed)?;
     if node.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }

@@ -156,7 +156,7 @@ fn error_policy(_rs: Arc<ReplicaSet>, err: &Error, _ctx: Arc<Context>) -> Action
 pub async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Context>) -> Result<Action, Error> {
     let (ns, name) = key_of(&rs.metadata)?;
     let key = format!("{ns}/{name}");
-    ctx.pods.wait_until_ready().await.map_err(|_| Error::CacheClosed)?;
+    crate::cache_ready(&ctx.pods).await.map_err(|_| Error::CacheClosed)?;
     if rs.metadata.deletion_timestamp.is_some() {
         // The garbage collector removes the pods; nothing to keep any more.
         ctx.expectations.forget(&key);

@@ -45,7 +45,7 @@ pub mod plugins;
 pub mod pod_info;
 pub mod preemption;
 pub mod profile;
-pub mod quantity;
+pub use kumo_api::quantity;
 pub mod queue;
 pub mod resources;
 pub mod runner;

@@ -228,10 +228,12 @@ impl Loop {
             target: ObjectReference {
                 api_version: Some("v1".into()),
                 kind: Some("Node".into()),
-                name: Some(node),
+                name: Some(node.clone()),
                 ..Default::default()
             },
         };
+        let events: Api<Event> = Api::namespaced(self.client.clone(), &queued.info.namespace);
+        let component = queued.info.pod.spec.as_ref().and_then(|s| s.scheduler_name.clone());
         tokio::spawn(async move {
             let result = api
                 .create_subresource::<_, serde_json::Value>(
@@ -242,7 +244,16 @@ impl Loop {
                 )
                 .await
                 .map(|_| ());
+            let ok = result.is_ok();
+            let namespace = queued.info.namespace.clone();
             let _ = sender.send(BindOutcome { queued, result });
+            if ok {
+                let message = format!("Successfully assigned {namespace}/{name} to {node}");
+                let component = component.unwrap_or_else(|| "default-scheduler".into());
+                let now = Time(k8s_openapi::jiff::Timestamp::now());
+                let event = pod_event(&pod, &namespace, &component, "Scheduled", &message, now);
+                let _ = events.create(&PostParams::default(), &event).await;
+            }
         });
     }
 
@@ -306,7 +317,7 @@ impl Loop {
             {
                 tracing::debug!(pod = %name, error = %e, "status patch failed");
             }
-            let event = failed_scheduling_event(&pod, &namespace, &component, &message, now);
+            let event = pod_event(&pod, &namespace, &component, "FailedScheduling", &message, now);
             let events: Api<Event> = Api::namespaced(client, &namespace);
             if let Err(e) = events.create(&PostParams::default(), &event).await {
                 tracing::debug!(pod = %name, error = %e, "event create failed");
@@ -315,11 +326,12 @@ impl Loop {
     }
 }
 
-/// The `FailedScheduling` Warning event for `pod`.
-pub fn failed_scheduling_event(
+/// The scheduler's event about `pod`: `Scheduled` (Normal) or `FailedScheduling` (Warning).
+pub fn pod_event(
     pod: &Pod,
     namespace: &str,
     component: &str,
+    reason: &str,
     message: &str,
     now: Time,
 ) -> Event {
@@ -341,9 +353,9 @@ pub fn failed_scheduling_event(
             resource_version: pod.metadata.resource_version.clone(),
             ..Default::default()
         },
-        reason: Some("FailedScheduling".into()),
+        reason: Some(reason.to_string()),
         message: Some(message.to_string()),
-        type_: Some("Warning".into()),
+        type_: Some(if reason == "Scheduled" { "Normal" } else { "Warning" }.into()),
         source: Some(EventSource { component: Some(component.to_string()), host: None }),
         reporting_component: Some(component.to_string()),
         count: Some(1),
@@ -402,7 +414,7 @@ mod tests {
     fn failed_scheduling_event_names_the_pod() {
         let p = pod("web").build();
         let now = Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH);
-        let e = failed_scheduling_event(&p, "default", "default-scheduler", "0/1 nodes", now);
+        let e = pod_event(&p, "default", "default-scheduler", "FailedScheduling", "0/1 nodes", now);
         assert_eq!(e.reason.as_deref(), Some("FailedScheduling"));
         assert_eq!(e.type_.as_deref(), Some("Warning"));
         assert_eq!(e.involved_object.name.as_deref(), Some("web"));

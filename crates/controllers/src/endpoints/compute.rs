@@ -17,9 +17,8 @@ pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 pub const MANAGED_BY_LABEL: &str = "endpointslice.kubernetes.io/managed-by";
 /// Our value of [`MANAGED_BY_LABEL`] (upstream's, so tools that look for it find ours).
 pub const MANAGED_BY: &str = "endpointslice-controller.k8s.io";
-/// Pod annotation in which kumo's node agent publishes the host ports it allocated: a JSON map
-/// from container port name to port.
-pub const PORTS_ANNOTATION: &str = "kumo.dev/ports";
+/// Pod annotation in which kumo's node agent publishes the host ports it allocated.
+pub use kumo_api::hostports::ANNOTATION as PORTS_ANNOTATION;
 
 /// A Service port resolved for one pod: name, number, protocol.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -32,43 +31,48 @@ pub struct ResolvedPort {
     pub protocol: String,
 }
 
-/// The allocated host ports a pod's [`PORTS_ANNOTATION`] carries (empty without one or when it
-/// is not a JSON map of numbers).
-pub fn allocated_ports(pod: &Pod) -> BTreeMap<String, i32> {
+/// The allocated host ports a pod's [`PORTS_ANNOTATION`] carries, by
+/// `<container>/<containerPort>` (empty without one or when it is not a JSON map of numbers).
+pub fn allocated_ports(pod: &Pod) -> BTreeMap<String, u16> {
     pod.metadata
         .annotations
         .as_ref()
         .and_then(|a| a.get(PORTS_ANNOTATION))
-        .and_then(|v| serde_json::from_str(v).ok())
+        .map(|v| kumo_api::hostports::parse(v))
         .unwrap_or_default()
 }
 
 /// The port on `pod` a Service port's `targetPort` means (upstream `podutil.FindPort`), or None
-/// when a named port is not found. A name is looked up in [`PORTS_ANNOTATION`] first, then in the
-/// containers' ports; a number is used as is unless the agent allocated a host port for the
-/// container port with that number. Absent `targetPort` means the Service port itself.
+/// when a named port is not found. A name is looked up in the containers' ports; a number is
+/// used as is. Either way, when the agent gave that container port a host port
+/// ([`PORTS_ANNOTATION`]), the host port is what answers. Absent `targetPort` means the Service
+/// port itself.
 pub fn resolve_port(pod: &Pod, target: Option<&IntOrString>, service_port: i32) -> Option<i32> {
     let allocated = allocated_ports(pod);
-    let container_ports =
-        || pod.spec.iter().flat_map(|s| s.containers.iter()).flat_map(|c| c.ports.iter().flatten());
+    let container_ports = || {
+        pod.spec
+            .iter()
+            .flat_map(|s| s.containers.iter())
+            .flat_map(|c| c.ports.iter().flatten().map(move |p| (c.name.as_str(), p)))
+    };
+    let host_port = |container: &str, port: i32| {
+        allocated.get(&kumo_api::hostports::key(container, port)).map(|p| i32::from(*p))
+    };
     match target {
         None => Some(service_port),
         Some(IntOrString::Int(n)) => {
-            let by_name = container_ports()
-                .find(|p| p.container_port == *n)
-                .and_then(|p| p.name.as_ref())
-                .and_then(|name| allocated.get(name).copied());
-            Some(by_name.unwrap_or(*n))
+            let mapped = container_ports()
+                .find(|(_, p)| p.container_port == *n)
+                .and_then(|(c, p)| host_port(c, p.container_port));
+            Some(mapped.unwrap_or(*n))
         }
         Some(IntOrString::String(s)) => {
             if let Ok(n) = s.parse::<i32>() {
                 return resolve_port(pod, Some(&IntOrString::Int(n)), service_port);
             }
-            allocated.get(s).copied().or_else(|| {
-                container_ports()
-                    .find(|p| p.name.as_deref() == Some(s.as_str()))
-                    .map(|p| p.container_port)
-            })
+            container_ports()
+                .find(|(_, p)| p.name.as_deref() == Some(s.as_str()))
+                .map(|(c, p)| host_port(c, p.container_port).unwrap_or(p.container_port))
         }
     }
 }
@@ -101,6 +105,9 @@ pub struct PodEndpoint {
     pub target_ref: ObjectReference,
     /// The Service's ports on this pod, sorted.
     pub ports: Vec<ResolvedPort>,
+    /// `spec.hostname`, when the pod's `spec.subdomain` names this Service (StatefulSet pods
+    /// behind their headless Service), as upstream sets it for DNS.
+    pub hostname: Option<String>,
 }
 
 fn target_ref(pod: &Pod) -> ObjectReference {
@@ -167,6 +174,12 @@ pub fn endpoints_for(svc: &Service, pods_in_ns: &[&Pod]) -> Vec<PodEndpoint> {
                 node_name: p.spec.as_ref().and_then(|s| s.node_name.clone()),
                 target_ref: target_ref(p),
                 ports,
+                hostname: p
+                    .spec
+                    .as_ref()
+                    .filter(|s| s.subdomain.is_some() && s.subdomain == svc.metadata.name)
+                    .and_then(|s| s.hostname.clone())
+                    .filter(|h| !h.is_empty()),
             })
         })
         .collect();
@@ -185,7 +198,7 @@ pub fn subsets(eps: &[PodEndpoint], publish_not_ready: bool) -> Option<Vec<Endpo
             ip: ep.ip.clone(),
             node_name: ep.node_name.clone(),
             target_ref: Some(ep.target_ref.clone()),
-            hostname: None,
+            hostname: ep.hostname.clone(),
         };
         let (ready, not_ready) = groups.entry(ep.ports.clone()).or_default();
         if ep.serving {
@@ -257,6 +270,7 @@ pub fn slices(svc: &Service, eps: &[PodEndpoint]) -> Vec<EndpointSlice> {
             }),
             node_name: ep.node_name.clone(),
             target_ref: Some(ep.target_ref.clone()),
+            hostname: ep.hostname.clone(),
             ..Default::default()
         });
     }
@@ -387,7 +401,7 @@ mod tests {
     #[test]
     fn target_ports_resolve_by_number_name_and_allocation() {
         let plain = with_ports(PodBuilder::new("a").build(), &[("http", 8080), ("admin", 9000)]);
-        let alloc = annotated(plain.clone(), r#"{"http": 31000}"#);
+        let alloc = annotated(plain.clone(), r#"{"c/8080": 31000}"#);
         let int = |n| Some(IntOrString::Int(n));
         let name = |s: &str| Some(IntOrString::String(s.into()));
         let cases: Vec<(&Pod, Option<IntOrString>, Option<i32>)> = vec![
@@ -510,9 +524,9 @@ mod tests {
                 None,
                 Some("192.168.1.1"),
             ),
-            r#"{"http": 30001}"#,
+            r#"{"c/80": 30001}"#,
         );
-        let b = annotated(a.clone(), r#"{"http": 30002}"#);
+        let b = annotated(a.clone(), r#"{"c/80": 30002}"#);
         let eps = endpoints_for(&s, &[&a, &b]);
         assert_eq!(subsets(&eps, false).map(|s| s.len()), Some(2));
         let sl = slices(&s, &eps);
@@ -553,5 +567,24 @@ mod tests {
         }
         assert!(!is_managed(&t));
         assert!(endpoints_for(&t, &[]).is_empty());
+    }
+
+    #[test]
+    fn pods_in_the_service_subdomain_carry_their_hostname() {
+        let s = svc(vec![port("", 80, None)]);
+        let pod = |name: &str, subdomain: &str| -> Pod {
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": name, "namespace": "default", "labels": {"app": "web"}},
+                "spec": {"hostname": name, "subdomain": subdomain, "containers": []},
+                "status": {"podIP": "10.0.0.1", "conditions": [{"type": "Ready", "status": "True"}]}
+            }))
+            .unwrap()
+        };
+        let (a, b) = (pod("web-0", "web"), pod("other-0", "elsewhere"));
+        let eps = endpoints_for(&s, &[&a, &b]);
+        let names: Vec<Option<&str>> = eps.iter().map(|e| e.hostname.as_deref()).collect();
+        assert_eq!(names, [None, Some("web-0")]);
+        let sl = slices(&s, &eps);
+        assert!(sl[0].endpoints.iter().any(|e| e.hostname.as_deref() == Some("web-0")));
     }
 }

@@ -3,7 +3,7 @@
 //! The grammar is upstream's (`k8s.io/apimachinery/pkg/api/resource`):
 //! `<sign>? <digits>[.<digits>] <suffix>?` where the suffix is a binary SI one (`Ki Mi Gi Ti Pi
 //! Ei`), a decimal SI one (`n u m k M G T P E`) or a decimal exponent (`e3`, `E-2`).
-//! The scheduler needs two views: CPU in milli-cores and everything else in whole units (bytes,
+//! Schedulers and agents need two views: CPU in milli-cores and everything else in whole units (bytes,
 //! pods). Like upstream's `MilliValue()`/`Value()`, fractions round **up**, so a request is never
 //! under-counted. Values are computed exactly in `i128` and saturate at `i64::MAX`.
 //! <https://kubernetes.io/docs/reference/kubernetes-api/common-definitions/quantity/>
