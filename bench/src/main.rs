@@ -1,9 +1,13 @@
-//! `kumo-bench`: the foundation's figures, measured against a real `kumo up` (release build) on
-//! loopback and directly against the embedded store, printed as one table.
+//! `kumo-bench`: kumo's figures, measured against real release builds on loopback.
 //!
-//! Figures: creates/s of 1 KB ConfigMaps (1 and 64 concurrent clients; HTTP API and store),
-//! list latency with 10,000 objects, watch latency (write → delivery), control-plane RSS idle
-//! and with 10,000 objects, and time from `kumo up` to ready.
+//! - `kumo-bench` (no subcommand, `bench/run`): the foundation's figures against `kumo up` and
+//!   directly against the embedded store, printed as one table: creates/s of 1 KB ConfigMaps
+//!   (1 and 64 concurrent clients; HTTP API and store), list latency with 10,000 objects, watch
+//!   latency (write → delivery), control-plane RSS idle and with 10,000 objects, and time from
+//!   `kumo up` to ready.
+//! - `kumo-bench agent` (`bench/agent`): the node agent's pod start-up latency and RSS; see
+//!   [`agent`].
+//! - `kumo-bench serve PORT`: the trivial HTTP server the agent benchmark's pods run.
 
 use anyhow::{bail, Context, Result};
 use futures::StreamExt;
@@ -13,6 +17,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+mod agent;
 
 const VALUE_1K: usize = 1000;
 
@@ -166,6 +172,32 @@ fn ms(d: Duration) -> String {
 }
 
 /// Watch latency: time from a create's response to its ADDED event on an open watch.
+/// The events of a watch response as (type, object, when the chunk holding it arrived), read
+/// in a task of their own so arrival times are not delayed by the reader.
+pub(crate) fn watch_events(
+    resp: reqwest::Response,
+) -> tokio::sync::mpsc::UnboundedReceiver<(String, serde_json::Value, Instant)> {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut body = resp.bytes_stream();
+    tokio::spawn(async move {
+        let mut buf = Vec::new();
+        while let Some(Ok(chunk)) = body.next().await {
+            let now = Instant::now();
+            buf.extend_from_slice(&chunk);
+            while let Some(pos) = buf.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = buf.drain(..=pos).collect();
+                if let Ok(ev) = serde_json::from_slice::<serde_json::Value>(&line) {
+                    let kind = ev["type"].as_str().unwrap_or_default().to_string();
+                    if tx.send((kind, ev["object"].clone(), now)).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    rx
+}
+
 async fn watch_latency(
     http: &reqwest::Client,
     base: &str,
@@ -180,23 +212,7 @@ async fn watch_latency(
         ))
         .send()
         .await?;
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(String, Instant)>();
-    let mut body = resp.bytes_stream();
-    tokio::spawn(async move {
-        let mut buf = Vec::new();
-        while let Some(Ok(chunk)) = body.next().await {
-            let now = Instant::now();
-            buf.extend_from_slice(&chunk);
-            while let Some(pos) = buf.iter().position(|b| *b == b'\n') {
-                let line: Vec<u8> = buf.drain(..=pos).collect();
-                if let Ok(ev) = serde_json::from_slice::<serde_json::Value>(&line) {
-                    if let Some(name) = ev["object"]["metadata"]["name"].as_str() {
-                        let _ = tx.send((name.to_string(), now));
-                    }
-                }
-            }
-        }
-    });
+    let mut rx = watch_events(resp);
     let mut lat = Vec::with_capacity(n);
     for i in 0..n {
         let name = format!("watched-{i}");
@@ -205,10 +221,10 @@ async fn watch_latency(
         let sent = Instant::now();
         http.post(&url).json(&obj).send().await?;
         loop {
-            let (got, at) = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+            let (_, obj, at) = tokio::time::timeout(Duration::from_secs(10), rx.recv())
                 .await?
                 .context("watch closed")?;
-            if got == name {
+            if obj["metadata"]["name"] == name.as_str() {
                 lat.push(at.saturating_duration_since(sent));
                 break;
             }
@@ -218,8 +234,22 @@ async fn watch_latency(
     Ok((percentile(&lat, 0.5), percentile(&lat, 0.99)))
 }
 
-#[tokio::main]
-async fn main() -> Result<()> {
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        // No async runtime: the pods' server stays a single small thread.
+        Some("serve") => agent::serve(&args[1..]),
+        Some("agent") => runtime()?.block_on(agent::main(&args[1..])),
+        None => runtime()?.block_on(foundation()),
+        Some(other) => bail!("unknown subcommand {other:?}: use none, `agent` or `serve PORT`"),
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+}
+
+async fn foundation() -> Result<()> {
     let mut rows: Vec<(String, String, String)> = Vec::new();
     let dir = tempfile::tempdir()?;
     // Time to ready, cold (first start creates the CA and certificates) and warm.

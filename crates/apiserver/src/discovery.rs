@@ -62,12 +62,19 @@ pub fn group_list(snap: &Snapshot) -> Value {
         .into_iter()
         .filter(|(g, _)| !g.is_empty())
         .map(|(g, versions)| group_json(&g, &versions))
+        .chain(std::iter::once(crate::metrics::group()))
         .collect();
     json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
 }
 
 /// Legacy `/apis/<group>`.
 pub fn group(snap: &Snapshot, group: &str) -> Option<Value> {
+    if group == crate::metrics::GROUP {
+        let mut v = crate::metrics::group();
+        v["kind"] = json!("APIGroup");
+        v["apiVersion"] = json!("v1");
+        return Some(v);
+    }
     let (g, versions) = snap.groups().into_iter().find(|(g, _)| g == group)?;
     let mut v = group_json(&g, &versions);
     v["kind"] = json!("APIGroup");
@@ -97,6 +104,9 @@ fn subresource_names(r: &Resource) -> Vec<&'static str> {
 
 /// Legacy `/api/v1` or `/apis/<group>/<version>`.
 pub fn resource_list(snap: &Snapshot, group: &str, version: &str) -> Option<Value> {
+    if group == crate::metrics::GROUP && version == crate::metrics::VERSION {
+        return Some(crate::metrics::resource_list());
+    }
     let rs: Vec<&Resource> =
         snap.resources.iter().filter(|r| r.group == group && r.version == version).collect();
     if rs.is_empty() {
@@ -136,6 +146,8 @@ pub fn resource_list(snap: &Snapshot, group: &str, version: &str) -> Option<Valu
         if r.group.is_empty() && r.plural == "pods" {
             list.push(json!({"name": "pods/binding", "singularName": "", "namespaced": true,
                 "kind": "Binding", "verbs": ["create"]}));
+            list.push(json!({"name": "pods/log", "singularName": "", "namespaced": true,
+                "kind": "Pod", "verbs": ["get"]}));
             list.push(json!({"name": "pods/eviction", "singularName": "", "namespaced": true,
                 "group": "policy", "version": "v1", "kind": "Eviction", "verbs": ["create"]}));
         }
@@ -168,6 +180,7 @@ pub fn aggregated(snap: &Snapshot, core: bool) -> Value {
             let meta = if g.is_empty() { json!({}) } else { json!({"name": g}) };
             json!({"metadata": meta, "versions": vs})
         })
+        .chain((!core).then(crate::metrics::aggregated_item))
         .collect();
     json!({"kind": "APIGroupDiscoveryList", "apiVersion": "apidiscovery.k8s.io/v2", "metadata": {}, "items": items})
 }
@@ -187,6 +200,7 @@ fn aggregated_resource(r: &Resource) -> Value {
         .collect();
     if r.group.is_empty() && r.plural == "pods" {
         subs.push(json!({"subresource": "binding", "responseKind": {"group": "", "version": "v1", "kind": "Binding"}, "verbs": ["create"]}));
+        subs.push(json!({"subresource": "log", "responseKind": {"group": "", "version": "v1", "kind": "Pod"}, "verbs": ["get"]}));
         subs.push(json!({"subresource": "eviction", "responseKind": {"group": "policy", "version": "v1", "kind": "Eviction"}, "verbs": ["create"]}));
     }
     let mut v = json!({

@@ -1,5 +1,5 @@
 //! The HTTP face of the API: the axum router, request decoding (JSON, YAML, the 3 MiB limit),
-//! verbs mapped to registry calls, subresources (`status`, `scale`, `binding`, `finalize`),
+//! verbs mapped to registry calls, subresources (`status`, `scale`, `binding`, `finalize`, `log`),
 //! response shapes (objects, lists, Tables) and `Warning` headers.
 
 use crate::admission::FieldValidation;
@@ -37,6 +37,8 @@ pub struct AppState {
     pub auth: Arc<Authenticator>,
     /// The address clients reach the server at (discovery's serverAddressByClientCIDRs).
     pub address: String,
+    /// The bearer token the server presents to node agents (`pods/log`, metrics).
+    pub agent_token: String,
 }
 
 /// The router of the whole API.
@@ -163,6 +165,9 @@ async fn handle(st: AppState, req: Request) -> ApiResult<Response> {
             )),
         };
     };
+    if info.group == crate::metrics::GROUP && info.resource.is_some() {
+        return crate::metrics::handle(&st, &method, &info, &params).await;
+    }
     let Some(plural) = info.resource.clone() else {
         return match discovery::resource_list(&snap, &info.group, &info.version) {
             Some(v) if method == Method::GET => Ok(json_response(StatusCode::OK, &v)),
@@ -285,6 +290,9 @@ async fn handle(st: AppState, req: Request) -> ApiResult<Response> {
         {
             let obj = read_object(&headers, body).await?;
             crate::subresources::bind(reg, &r, ns.as_deref(), name, &obj, &write).await
+        }
+        (&Method::GET, Some(name), Some("log")) if r.group.is_empty() && r.plural == "pods" => {
+            crate::agents::pod_log(&st, &r, ns.as_deref().unwrap_or("default"), name, &params).await
         }
         (&Method::POST, Some(name), Some("eviction"))
             if r.group.is_empty() && r.plural == "pods" =>

@@ -16,6 +16,7 @@
 #![warn(missing_docs)]
 
 pub mod admission;
+mod agents;
 pub mod auth;
 pub mod catalog;
 pub mod discovery;
@@ -23,6 +24,7 @@ pub mod error;
 mod gc;
 pub mod hooks;
 pub mod http;
+mod metrics;
 pub mod object;
 pub mod openapi;
 pub mod pki;
@@ -128,6 +130,7 @@ pub async fn start(config: Config, store: Arc<dyn Store>) -> Result<Running, Sta
         registry: registry.clone(),
         auth: Arc::new(auth::Authenticator::new([(pki.admin_token.clone(), admin)])),
         address: addr.to_string(),
+        agent_token: pki.admin_token.clone(),
     };
     let router = http::router(state);
     let (tx, rx) = tokio::sync::oneshot::channel();
