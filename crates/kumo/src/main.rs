@@ -1,6 +1,7 @@
-//! The `kumo` binary: `kumo up` runs a single-node control plane (API server over the embedded
-//! store, and the workload controllers as its clients) in one process. Later commands
-//! (`server`, `agent`, `sim`) join as their rooms land.
+//! The `kumo` binary: `kumo up` runs a single-node cluster (API server over the embedded
+//! store, the controllers and the scheduler as its clients, and a node agent) in one process;
+//! `kumo agent` runs a node agent alone against a server elsewhere; `kumo shim` is what the
+//! process runtime starts for each container (not for people to call).
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -17,8 +18,86 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Start a single-node cluster: API server and embedded store.
+    /// Start a single-node cluster: API server, embedded store, controllers, scheduler and a
+    /// node agent.
     Up(UpArgs),
+    /// Run a node agent that joins the cluster at `--server`.
+    Agent(AgentArgs),
+    /// Hold one container of the process runtime (started by the agent).
+    #[command(hide = true)]
+    Shim {
+        /// The container's directory.
+        dir: PathBuf,
+    },
+}
+
+/// Flags of the node agent, shared by `kumo up` and `kumo agent`.
+#[derive(clap::Args, Debug, Clone)]
+struct NodeArgs {
+    /// The node's name (default: the host name).
+    #[arg(long)]
+    node_name: Option<String>,
+    /// The node's IP: its InternalIP, and the IP of its pods (host network mode).
+    #[arg(long)]
+    node_ip: Option<std::net::IpAddr>,
+    /// Container runtime: `process` (host processes) or `docker` (the local Docker engine).
+    #[arg(long, default_value = "process")]
+    runtime: String,
+    /// Port of the agent's endpoint (logs, stats) on the node IP; 0 picks a free one.
+    #[arg(long, default_value_t = 0)]
+    agent_port: u16,
+    /// Extra node labels, `key=value` (repeatable).
+    #[arg(long = "node-label")]
+    node_labels: Vec<String>,
+    /// How many pods the node takes.
+    #[arg(long, default_value_t = 110)]
+    max_pods: u32,
+    /// First delay of the restart back-off after the immediate restart, in seconds.
+    #[arg(long, default_value_t = 10.0)]
+    crashloop_backoff_initial: f64,
+    /// Longest delay of the restart back-off, in seconds.
+    #[arg(long, default_value_t = 300.0)]
+    crashloop_backoff_max: f64,
+    /// Run no node proxy (Service ClusterIPs and NodePorts are then not served on this node;
+    /// two clusters on one machine would otherwise both claim the same ClusterIPs).
+    #[arg(long)]
+    no_proxy: bool,
+}
+
+/// Start the node proxy unless `--no-proxy`.
+fn start_proxy(
+    args: &NodeArgs,
+    node_ip: std::net::IpAddr,
+    client: kube::Client,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Option<tokio::task::JoinHandle<()>> {
+    if args.no_proxy {
+        return None;
+    }
+    let mut stop = stop;
+    let config = kumo_proxy::Config { node_ports: true, node_ip: Some(node_ip) };
+    Some(tokio::spawn(kumo_proxy::run(client, config, async move {
+        let _ = stop.wait_for(|s| *s).await;
+    })))
+}
+
+#[derive(clap::Args, Debug)]
+struct AgentArgs {
+    /// The API server, `https://HOST:PORT`.
+    #[arg(long)]
+    server: String,
+    /// Bearer token for the API server (the agent's endpoint accepts the same token).
+    #[arg(long)]
+    token: String,
+    /// CA certificate of the API server (PEM); without it the server's certificate is not
+    /// checked.
+    #[arg(long)]
+    ca_file: Option<PathBuf>,
+    /// Where the agent keeps logs and container state.
+    #[arg(long, default_value = ".kumo-agent")]
+    data_dir: PathBuf,
+    #[command(flatten)]
+    node: NodeArgs,
 }
 
 #[derive(clap::Args, Debug)]
@@ -47,10 +126,25 @@ struct UpArgs {
     /// Watch history kept in memory, in events (older resourceVersions get 410 Gone).
     #[arg(long, default_value_t = 50_000)]
     watch_history: usize,
+    /// Run no node agent (a control plane only; nodes join with `kumo agent`).
+    #[arg(long)]
+    no_agent: bool,
+    /// Address of the cluster DNS server, UDP and TCP (port 0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    dns_addr: SocketAddr,
+    /// The cluster domain the DNS server answers for (`<svc>.<ns>.svc.<domain>`).
+    #[arg(long, default_value = "cluster.local")]
+    cluster_domain: String,
+    #[command(flatten)]
+    node: NodeArgs,
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let Command::Shim { dir } = &cli.command {
+        // No runtime, no logging set-up: the shim is a few threads and must stay small.
+        std::process::exit(kumo_agent::shim::main(dir));
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("KUMO_LOG")
@@ -61,6 +155,8 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match cli.command {
         Command::Up(args) => runtime.block_on(up(args)),
+        Command::Agent(args) => runtime.block_on(agent(args)),
+        Command::Shim { .. } => Ok(()),
     }
 }
 
@@ -101,11 +197,34 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
             ),
         },
     };
-    let (stop_clients, clients) = start_clients(&server.kubeconfig, profiles, controllers).await?;
+    let dns = kumo_dns::Config { listen: args.dns_addr, domain: args.cluster_domain.clone() };
+    let dns = kumo_dns::Server::bind(&dns)
+        .await
+        .with_context(|| format!("cluster DNS on {}", args.dns_addr))?;
+    let dns_addr = dns.local_addr();
+    let (stop_clients, mut clients) =
+        start_clients(&server.kubeconfig, profiles, controllers, dns).await?;
+    if !args.no_agent {
+        let client = client_from(&server.kubeconfig).await?;
+        let ip = args.node.node_ip.unwrap_or(server.addr.ip());
+        let config =
+            agent_config(&args.node, &data_dir.join("agent"), ip, &server.pki.admin_token).await?;
+        clients.extend(start_proxy(&args.node, ip, client.clone(), stop_clients.subscribe()));
+        let mut rx = stop_clients.subscribe();
+        clients.push(tokio::spawn(async move {
+            let stopped = async move {
+                let _ = rx.wait_for(|s| *s).await;
+            };
+            if let Err(e) = kumo_agent::run(client, config, stopped).await {
+                tracing::error!("node agent: {e:#}");
+            }
+        }));
+    }
     // One line a script can wait for, then what a person needs to know.
     println!("kumo is ready at https://{} ({} ms)", server.addr, started.elapsed().as_millis());
     println!("  export KUBECONFIG={kubeconfig}");
     println!("  kubectl get namespaces");
+    println!("  dns: {dns_addr} ({})", args.cluster_domain);
     println!("Press Ctrl-C to stop; data stays in {}", data_dir.display());
     wait_for_signal().await;
     eprintln!("kumo: shutting down");
@@ -118,10 +237,130 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A client with the identity of a kubeconfig file.
+async fn client_from(kubeconfig: &std::path::Path) -> anyhow::Result<kube::Client> {
+    let kc = kube::config::Kubeconfig::read_from(kubeconfig)?;
+    let config = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?;
+    Ok(kube::Client::try_from(config)?)
+}
+
+/// The agent's settings from its flags.
+async fn agent_config(
+    args: &NodeArgs,
+    root: &std::path::Path,
+    ip: std::net::IpAddr,
+    token: &str,
+) -> anyhow::Result<kumo_agent::Config> {
+    std::fs::create_dir_all(root)
+        .with_context(|| format!("cannot create agent dir {}", root.display()))?;
+    let root = root.canonicalize()?;
+    let runtime: Arc<dyn kumo_agent::runtime::Runtime> = match args.runtime.as_str() {
+        "process" => {
+            let exe = std::env::current_exe().context("cannot find the kumo binary for shims")?;
+            Arc::new(kumo_agent::runtime::process::ProcessRuntime::new(
+                root.clone(),
+                vec![exe.display().to_string(), "shim".into()],
+            )?)
+        }
+        "docker" => Arc::new(
+            kumo_agent::runtime::docker::DockerRuntime::connect()
+                .await
+                .context("--runtime docker: cannot reach the Docker engine")?,
+        ),
+        other => anyhow::bail!("unknown runtime {other:?}: use process or docker"),
+    };
+    let mut labels = Vec::new();
+    for l in &args.node_labels {
+        let (k, v) =
+            l.split_once('=').with_context(|| format!("node label {l:?}: expected key=value"))?;
+        labels.push((k.to_string(), v.to_string()));
+    }
+    let secs = |s: f64, flag: &str| {
+        std::time::Duration::try_from_secs_f64(s).with_context(|| format!("--{flag}: {s}"))
+    };
+    let node_name = match &args.node_name {
+        Some(n) => n.clone(),
+        None => nix_hostname()?,
+    };
+    Ok(kumo_agent::Config {
+        node_name,
+        node_ip: ip.to_string(),
+        root,
+        runtime,
+        listen: SocketAddr::new(ip, args.agent_port),
+        token: token.to_string(),
+        labels,
+        max_pods: args.max_pods,
+        backoff: (
+            secs(args.crashloop_backoff_initial, "crashloop-backoff-initial")?,
+            secs(args.crashloop_backoff_max, "crashloop-backoff-max")?,
+        ),
+    })
+}
+
+fn nix_hostname() -> anyhow::Result<String> {
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .context("cannot read the host name; pass --node-name")?;
+    // Node names are DNS subdomains.
+    Ok(name.trim().to_lowercase())
+}
+
+async fn agent(args: AgentArgs) -> anyhow::Result<()> {
+    let url: http::Uri =
+        args.server.parse().with_context(|| format!("--server {}", args.server))?;
+    let host = url.host().context("--server has no host")?.trim_matches(['[', ']']).to_string();
+    let port = url.port_u16().unwrap_or(443);
+    let ip = match args.node.node_ip {
+        Some(ip) => ip,
+        None => {
+            // The address this host uses to reach the server is the one the server reaches
+            // back.
+            let target = tokio::net::lookup_host((host.as_str(), port))
+                .await?
+                .next()
+                .context("cannot resolve the server's host")?;
+            let probe =
+                std::net::UdpSocket::bind(if target.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" })?;
+            probe.connect(target)?;
+            probe.local_addr()?.ip()
+        }
+    };
+    let cluster = match &args.ca_file {
+        Some(ca) => {
+            let pem = std::fs::read(ca).with_context(|| format!("--ca-file {}", ca.display()))?;
+            use base64::Engine;
+            let data = base64::engine::general_purpose::STANDARD.encode(pem);
+            format!("certificate-authority-data: {data}")
+        }
+        None => {
+            eprintln!("kumo agent: no --ca-file, the server's certificate is not checked");
+            "insecure-skip-tls-verify: true".into()
+        }
+    };
+    let kubeconfig = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: kumo\n  cluster:\n    server: {}\n    {cluster}\nusers:\n- name: agent\n  user:\n    token: {}\ncontexts:\n- name: kumo\n  context:\n    cluster: kumo\n    user: agent\ncurrent-context: kumo\n",
+        args.server, args.token
+    );
+    let kc = kube::config::Kubeconfig::from_yaml(&kubeconfig)?;
+    let config = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?;
+    let client = kube::Client::try_from(config)?;
+    let config = agent_config(&args.node, &args.data_dir, ip, &args.token).await?;
+    println!("kumo agent: node {} ({}) joining {}", config.node_name, config.node_ip, args.server);
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let proxy = start_proxy(&args.node, ip, client.clone(), stopped);
+    let result = kumo_agent::run(client, config, wait_for_signal()).await;
+    let _ = stop.send(true);
+    if let Some(p) = proxy {
+        let _ = p.await;
+    }
+    result
+}
+
 async fn start_clients(
     kubeconfig: &std::path::Path,
     profiles: Vec<kumo_scheduler::profile::Profile>,
     controllers: kumo_controllers::Config,
+    dns: kumo_dns::Server,
 ) -> anyhow::Result<(tokio::sync::watch::Sender<bool>, Vec<tokio::task::JoinHandle<()>>)> {
     let kc = kube::config::Kubeconfig::read_from(kubeconfig)?;
     let config = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?;
@@ -132,8 +371,11 @@ async fn start_clients(
     };
     let controllers =
         tokio::spawn(kumo_controllers::run_with(client.clone(), controllers, stopped(rx.clone())));
-    let scheduler = tokio::spawn(kumo_scheduler::runner::run(client, profiles, stopped(rx)));
-    Ok((tx, vec![controllers, scheduler]))
+    let scheduler =
+        tokio::spawn(kumo_scheduler::runner::run(client.clone(), profiles, stopped(rx.clone())));
+    // Cluster DNS is one more API client: it watches Services and EndpointSlices.
+    let dns = tokio::spawn(dns.run(client, stopped(rx)));
+    Ok((tx, vec![controllers, scheduler, dns]))
 }
 
 async fn wait_for_signal() {

@@ -26,16 +26,45 @@ pub struct Cluster {
     pub addr: String,
     log: PathBuf,
     extra_args: Vec<String>,
+    /// Released after the process is killed (`Drop` runs before fields drop).
+    proxy_lock: Option<ProxyTurn>,
 }
 
 impl Cluster {
-    /// Start a new cluster in a fresh temp dir.
+    /// Start a new control plane (no node agent: tests bring their own fake nodes) in a
+    /// fresh temp dir.
     pub fn start() -> Cluster {
         Self::start_with(&[])
     }
 
-    /// Start a new cluster with extra `kumo up` flags.
+    /// Start a new control plane (no node agent) with extra `kumo up` flags.
     pub fn start_with(extra_args: &[&str]) -> Cluster {
+        let mut args = vec!["--no-agent"];
+        args.extend_from_slice(extra_args);
+        Self::start_raw(&args)
+    }
+
+    /// Start a single-node cluster with its node agent; restarts back off after 1 s instead of
+    /// 10 s so tests see several. No node proxy: clusters of parallel tests would all claim
+    /// the same ClusterIPs (see [`Cluster::with_proxy`]).
+    pub fn with_agent(extra_args: &[&str]) -> Cluster {
+        let mut args = vec!["--crashloop-backoff-initial", "1", "--no-proxy"];
+        args.extend_from_slice(extra_args);
+        Self::start_raw(&args)
+    }
+
+    /// A whole single-node cluster as `kumo up` runs by default, node proxy included. Holds a
+    /// process-wide lock while it lives, so only one test at a time serves ClusterIPs.
+    pub fn with_proxy(extra_args: &[&str]) -> Cluster {
+        let guard = ProxyTurn::take();
+        let mut args = vec!["--crashloop-backoff-initial", "1"];
+        args.extend_from_slice(extra_args);
+        let mut c = Self::start_raw(&args);
+        c.proxy_lock = Some(guard);
+        c
+    }
+
+    fn start_raw(extra_args: &[&str]) -> Cluster {
         let dir = tempfile::tempdir().expect("tempdir");
         let home = dir.path().join("home");
         std::fs::create_dir_all(&home).expect("home");
@@ -47,6 +76,7 @@ impl Cluster {
             home,
             addr: String::new(),
             extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
+            proxy_lock: None,
         };
         c.boot("127.0.0.1:0");
         c
@@ -229,6 +259,60 @@ impl Drop for Cluster {
             eprintln!("---- kumo log ----\n{}", tail(&self.log_text(), 80));
         }
         self.kill();
+        self.kill_workloads();
+    }
+}
+
+impl Cluster {
+    /// Kill what the process runtime started (shims and their workloads survive kumo by
+    /// design), so no test leaves a process behind.
+    pub fn kill_workloads(&self) {
+        let Ok(dirs) = std::fs::read_dir(self.data_dir().join("agent/containers")) else {
+            return;
+        };
+        for dir in dirs.flatten() {
+            let Ok(text) = std::fs::read_to_string(dir.path().join("pid")) else { continue };
+            let Ok(pid) = serde_json::from_str::<serde_json::Value>(&text) else { continue };
+            if let Some(p) = pid["pid"].as_u64() {
+                let _ = Command::new("kill")
+                    .args(["-KILL", "--", &format!("-{p}")])
+                    .stderr(Stdio::null())
+                    .status();
+            }
+            if let Some(p) = pid["shim_pid"].as_u64() {
+                let _ = Command::new("kill")
+                    .args(["-KILL", &p.to_string()])
+                    .stderr(Stdio::null())
+                    .status();
+            }
+        }
+    }
+}
+
+/// One test at a time runs a node proxy (a lock that, unlike a `MutexGuard`, may move between
+/// threads with its cluster).
+pub struct ProxyTurn;
+
+static PROXY_BUSY: std::sync::Mutex<bool> = std::sync::Mutex::new(false);
+
+impl ProxyTurn {
+    fn take() -> ProxyTurn {
+        loop {
+            {
+                let mut busy = PROXY_BUSY.lock().unwrap_or_else(|e| e.into_inner());
+                if !*busy {
+                    *busy = true;
+                    return ProxyTurn;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for ProxyTurn {
+    fn drop(&mut self) {
+        *PROXY_BUSY.lock().unwrap_or_else(|e| e.into_inner()) = false;
     }
 }
 

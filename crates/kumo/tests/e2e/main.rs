@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used)]
 //! and plain HTTPS. Each test starts its own cluster on a free port in a temp dir.
 
+mod agent;
 mod api_errors;
 mod conformance;
 mod crds;
@@ -12,4 +13,5 @@ mod kubectl_basics;
 mod kubectl_deletion;
 mod scheduling;
 mod server_side_apply;
+mod services;
 mod workloads;
