@@ -176,7 +176,7 @@ fn start(dir: &Path) -> Result<(Cluster, String)> {
     let mut up = Command::new(&kumo)
         .args(["up", "--no-agent", "--data-dir"])
         .arg(&data)
-        .args(["--api-addr", "127.0.0.1:0"])
+        .args(["--api-addr", "127.0.0.1:0", "--gateway-addr", "127.0.0.1:0"])
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(dir.join("up.log"))?)
         .spawn()?;

@@ -51,7 +51,7 @@ fn start(dir: &Path) -> Result<(Kumo, Duration)> {
     let mut child = Command::new(kumo_binary()?)
         .args(["up", "--data-dir"])
         .arg(&data)
-        .args(["--api-addr", "127.0.0.1:0"])
+        .args(["--api-addr", "127.0.0.1:0", "--gateway-addr", "127.0.0.1:0"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()?;

@@ -62,23 +62,71 @@ struct NodeArgs {
     /// two clusters on one machine would otherwise both claim the same ClusterIPs).
     #[arg(long)]
     no_proxy: bool,
+    /// Address of the proxy's Prometheus metrics (`/metrics`; port 0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    proxy_metrics_addr: SocketAddr,
+    /// Write no access log (by default JSON lines in `<data-dir>/proxy/access.log`).
+    #[arg(long)]
+    no_access_log: bool,
 }
 
-/// Start the node proxy unless `--no-proxy`.
-fn start_proxy(
-    args: &NodeArgs,
+/// What the proxy and gateway of a process serve.
+struct ProxyPlan {
+    /// Serve Service ClusterIPs and NodePorts (the node proxy).
+    services: bool,
+    /// The bound gateway listener, if any.
+    gateway: Option<tokio::net::TcpListener>,
+    metrics_addr: SocketAddr,
+    access_log: Option<PathBuf>,
+}
+
+/// Start the L7 engine with its listeners and the proxy's watches. Returns the task and the
+/// addresses of the gateway and the metrics endpoint.
+async fn start_proxy(
+    plan: ProxyPlan,
     node_ip: std::net::IpAddr,
     client: kube::Client,
     stop: tokio::sync::watch::Receiver<bool>,
-) -> Option<tokio::task::JoinHandle<()>> {
-    if args.no_proxy {
-        return None;
+) -> anyhow::Result<(tokio::task::JoinHandle<()>, Option<SocketAddr>, SocketAddr)> {
+    let engine = kumo_proxy::l7::Engine::new(&kumo_proxy::l7::EngineConfig {
+        access_log: plan.access_log.clone(),
+        ..Default::default()
+    })
+    .context("the proxy's access log")?;
+    let admin = tokio::net::TcpListener::bind(plan.metrics_addr)
+        .await
+        .with_context(|| format!("proxy metrics on {}", plan.metrics_addr))?;
+    let metrics_addr = admin.local_addr()?;
+    let mut tasks = vec![tokio::spawn(engine.clone().serve_admin(admin))];
+    let mut gateway_addr = None;
+    if let Some(l) = plan.gateway {
+        let addr = l.local_addr()?;
+        // A gateway on all addresses is reached at the node's address.
+        gateway_addr = Some(if addr.ip().is_unspecified() {
+            SocketAddr::new(node_ip, addr.port())
+        } else {
+            addr
+        });
+        tasks.push(tokio::spawn(engine.clone().serve(l, kumo_proxy::l7::ListenerKind::Edge)));
     }
+    let config = kumo_proxy::Config {
+        services: plan.services,
+        node_ports: true,
+        node_ip: Some(node_ip),
+        engine,
+        gateway_addr,
+    };
     let mut stop = stop;
-    let config = kumo_proxy::Config { node_ports: true, node_ip: Some(node_ip) };
-    Some(tokio::spawn(kumo_proxy::run(client, config, async move {
-        let _ = stop.wait_for(|s| *s).await;
-    })))
+    let task = tokio::spawn(async move {
+        kumo_proxy::run(client, config, async move {
+            let _ = stop.wait_for(|s| *s).await;
+        })
+        .await;
+        for t in tasks {
+            t.abort();
+        }
+    });
+    Ok((task, gateway_addr, metrics_addr))
 }
 
 #[derive(clap::Args, Debug)]
@@ -135,6 +183,13 @@ struct UpArgs {
     /// The cluster domain the DNS server answers for (`<svc>.<ns>.svc.<domain>`).
     #[arg(long, default_value = "cluster.local")]
     cluster_domain: String,
+    /// Address of the gateway (the edge listener for Ingress, Gateway API and
+    /// VirtualService routes; port 0 picks a free port).
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    gateway_addr: SocketAddr,
+    /// Run no gateway.
+    #[arg(long)]
+    no_gateway: bool,
     #[command(flatten)]
     node: NodeArgs,
 }
@@ -204,12 +259,40 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     let dns_addr = dns.local_addr();
     let (stop_clients, mut clients) =
         start_clients(&server.kubeconfig, profiles, controllers, dns).await?;
+    let node_ip = args.node.node_ip.unwrap_or(server.addr.ip());
+    let services = !args.no_agent && !args.node.no_proxy;
+    let mut gateway_addr = None;
+    let mut metrics_addr = None;
+    if services || !args.no_gateway {
+        let gateway = if args.no_gateway {
+            None
+        } else {
+            Some(tokio::net::TcpListener::bind(args.gateway_addr).await.with_context(|| {
+                format!(
+                    "the gateway on {} (choose another with --gateway-addr, or --no-gateway)",
+                    args.gateway_addr
+                )
+            })?)
+        };
+        let plan = ProxyPlan {
+            services,
+            gateway,
+            metrics_addr: args.node.proxy_metrics_addr,
+            access_log: (!args.node.no_access_log)
+                .then(|| data_dir.join("proxy").join("access.log")),
+        };
+        let client = client_from(&server.kubeconfig).await?;
+        let (task, gw, metrics) =
+            start_proxy(plan, node_ip, client, stop_clients.subscribe()).await?;
+        clients.push(task);
+        gateway_addr = gw;
+        metrics_addr = Some(metrics);
+    }
     if !args.no_agent {
         let client = client_from(&server.kubeconfig).await?;
-        let ip = args.node.node_ip.unwrap_or(server.addr.ip());
         let config =
-            agent_config(&args.node, &data_dir.join("agent"), ip, &server.pki.admin_token).await?;
-        clients.extend(start_proxy(&args.node, ip, client.clone(), stop_clients.subscribe()));
+            agent_config(&args.node, &data_dir.join("agent"), node_ip, &server.pki.admin_token)
+                .await?;
         let mut rx = stop_clients.subscribe();
         clients.push(tokio::spawn(async move {
             let stopped = async move {
@@ -225,6 +308,12 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     println!("  export KUBECONFIG={kubeconfig}");
     println!("  kubectl get namespaces");
     println!("  dns: {dns_addr} ({})", args.cluster_domain);
+    if let Some(addr) = gateway_addr {
+        println!("  gateway: http://{addr}");
+    }
+    if let Some(addr) = metrics_addr {
+        println!("  proxy metrics: http://{addr}/metrics");
+    }
     println!("Press Ctrl-C to stop; data stays in {}", data_dir.display());
     wait_for_signal().await;
     eprintln!("kumo: shutting down");
@@ -347,7 +436,19 @@ async fn agent(args: AgentArgs) -> anyhow::Result<()> {
     let config = agent_config(&args.node, &args.data_dir, ip, &args.token).await?;
     println!("kumo agent: node {} ({}) joining {}", config.node_name, config.node_ip, args.server);
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let proxy = start_proxy(&args.node, ip, client.clone(), stopped);
+    let mut proxy = None;
+    if !args.node.no_proxy {
+        let plan = ProxyPlan {
+            services: true,
+            gateway: None,
+            metrics_addr: args.node.proxy_metrics_addr,
+            access_log: (!args.node.no_access_log)
+                .then(|| args.data_dir.join("proxy").join("access.log")),
+        };
+        let (task, _, metrics) = start_proxy(plan, ip, client.clone(), stopped).await?;
+        println!("kumo agent: proxy metrics on http://{metrics}/metrics");
+        proxy = Some(task);
+    }
     let result = kumo_agent::run(client, config, wait_for_signal()).await;
     let _ = stop.send(true);
     if let Some(p) = proxy {

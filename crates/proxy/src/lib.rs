@@ -7,9 +7,13 @@
 //! `sessionAffinity: ClientIP`. An endpoint that refuses the connection is skipped for the next
 //! one. Endpoint changes apply to new connections; connections in flight are never cut.
 //!
-//! This is the L4 layer of issue 5; the L7 engine (HTTP routing, retries, circuit breaking)
-//! builds on the same tables. UDP and SCTP ports are not proxied yet.
+//! HTTP ports (`appProtocol: http|http2|h2c|grpc`, or names `http`, `http-*`, `grpc*`) are
+//! served by the L7 engine ([`l7`]) instead: routing, retries, timeouts, circuit breaking,
+//! rate limits, access rules, metrics. The same engine serves the gateway (the edge listener)
+//! from Ingress, Gateway API and Istio objects. UDP and SCTP ports are not proxied yet.
 
+mod gateway_status;
+pub mod l7;
 pub mod table;
 
 use futures::StreamExt;
@@ -24,13 +28,20 @@ use table::{Listener, Target};
 use tokio::task::JoinHandle;
 
 /// How the proxy runs.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone)]
 pub struct Config {
+    /// Listen on Service ClusterIPs (and NodePorts, load-balancer addresses): the node proxy.
+    /// Without it only the engine's configuration is kept current (for the gateway).
+    pub services: bool,
     /// Also listen on NodePorts (on all addresses), as kube-proxy does.
     pub node_ports: bool,
     /// The node's address: `LoadBalancer` Services listen on it and publish it in
     /// `status.loadBalancer.ingress`.
     pub node_ip: Option<std::net::IpAddr>,
+    /// The L7 engine fed with every change.
+    pub engine: Arc<l7::Engine>,
+    /// The gateway's address, published in the status of Gateways and Ingresses.
+    pub gateway_addr: Option<SocketAddr>,
 }
 
 /// The live backends of one listener, swapped as EndpointSlices change.
@@ -78,19 +89,39 @@ pub async fn run(
 ) {
     let (services, svc_writer) = reflector::store::<Service>();
     let (slices, slice_writer) = reflector::store::<EndpointSlice>();
-    let svc_stream = reflector::reflector(
-        svc_writer,
-        watcher(kube::Api::<Service>::all(client.clone()), Default::default()),
-    )
-    .default_backoff()
-    .map(|_| ());
-    let slice_stream = reflector::reflector(
-        slice_writer,
-        watcher(kube::Api::<EndpointSlice>::all(client.clone()), Default::default()),
-    )
-    .default_backoff()
-    .map(|_| ());
-    let mut changes = std::pin::pin!(futures::stream::select(svc_stream, slice_stream));
+    let mut streams: Vec<futures::stream::BoxStream<'static, ()>> = vec![
+        reflector::reflector(
+            svc_writer,
+            watcher(kube::Api::<Service>::all(client.clone()), Default::default()),
+        )
+        .default_backoff()
+        .map(|_| ())
+        .boxed(),
+        reflector::reflector(
+            slice_writer,
+            watcher(kube::Api::<EndpointSlice>::all(client.clone()), Default::default()),
+        )
+        .default_backoff()
+        .map(|_| ())
+        .boxed(),
+    ];
+    let mut kinds = Vec::new();
+    for (group, version, kind, plural) in WATCHED {
+        let gvk = kube::api::GroupVersionKind::gvk(group, version, kind);
+        let resource = kube::api::ApiResource::from_gvk_with_plural(&gvk, plural);
+        let writer = reflector::store::Writer::<kube::api::DynamicObject>::new(resource.clone());
+        let store = writer.as_reader();
+        let api = kube::Api::<kube::api::DynamicObject>::all_with(client.clone(), &resource);
+        // A kind whose CRD is missing keeps retrying with back-off until it exists.
+        streams.push(
+            reflector::reflector(writer, watcher(api, Default::default()))
+                .default_backoff()
+                .map(|_| ())
+                .boxed(),
+        );
+        kinds.push((*kind, store));
+    }
+    let mut changes = futures::stream::select_all(streams);
     let mut running: HashMap<Listener, (Arc<Backends>, JoinHandle<()>)> = HashMap::new();
     let mut retry = tokio::time::interval(Duration::from_secs(5));
     let mut shutdown = std::pin::pin!(shutdown);
@@ -104,6 +135,14 @@ pub async fn run(
         while let Some(Some(())) = futures::FutureExt::now_or_never(changes.next()) {}
         let svcs: Vec<Arc<Service>> = services.state();
         let eps: Vec<Arc<EndpointSlice>> = slices.state();
+        let inputs = inputs(svcs.clone(), eps.clone(), &kinds);
+        config.engine.install(l7::compile::compile(&inputs));
+        if let Some(addr) = config.gateway_addr {
+            gateway_status::publish(&client, &inputs, addr);
+        }
+        if !config.services {
+            continue;
+        }
         let wanted = table::compute(&svcs, &eps, config.node_ports, config.node_ip);
         if let Some(ip) = config.node_ip {
             publish_ingress(&client, &svcs, ip);
@@ -122,10 +161,16 @@ pub async fn run(
                 }
                 continue;
             }
+            let http = target.http.clone();
             let backends = Arc::new(Backends { target: RwLock::new(target), ..Default::default() });
             match tokio::net::TcpListener::bind(listener.addr).await {
                 Ok(l) => {
-                    let task = tokio::spawn(serve(l, backends.clone()));
+                    let task = match http {
+                        Some(key) => tokio::spawn(
+                            config.engine.clone().serve(l, l7::ListenerKind::Service(key)),
+                        ),
+                        None => tokio::spawn(serve(l, backends.clone())),
+                    };
                     running.insert(listener, (backends, task));
                 }
                 Err(e) => tracing::warn!(
@@ -139,6 +184,47 @@ pub async fn run(
     for (_, (_, task)) in running {
         task.abort();
     }
+}
+
+/// The kinds the L7 engine reads besides Services and EndpointSlices: group, version, kind,
+/// plural.
+const WATCHED: &[(&str, &str, &str, &str)] = &[
+    ("networking.k8s.io", "v1", "Ingress", "ingresses"),
+    ("gateway.networking.k8s.io", "v1", "Gateway", "gateways"),
+    ("gateway.networking.k8s.io", "v1", "HTTPRoute", "httproutes"),
+    ("gateway.networking.k8s.io", "v1beta1", "ReferenceGrant", "referencegrants"),
+    ("networking.istio.io", "v1", "VirtualService", "virtualservices"),
+    ("networking.istio.io", "v1", "DestinationRule", "destinationrules"),
+    ("kumo.dev", "v1alpha1", "TrafficPolicy", "trafficpolicies"),
+    ("security.istio.io", "v1", "RequestAuthentication", "requestauthentications"),
+    ("security.istio.io", "v1", "AuthorizationPolicy", "authorizationpolicies"),
+];
+
+type KindStore = (&'static str, reflector::Store<kube::api::DynamicObject>);
+
+fn inputs(
+    services: Vec<Arc<Service>>,
+    slices: Vec<Arc<EndpointSlice>>,
+    kinds: &[KindStore],
+) -> l7::compile::Inputs {
+    let mut inputs = l7::compile::Inputs { services, slices, ..Default::default() };
+    for (kind, store) in kinds {
+        let objects: Vec<serde_json::Value> =
+            store.state().iter().filter_map(|o| serde_json::to_value(o.as_ref()).ok()).collect();
+        let slot = match *kind {
+            "Ingress" => &mut inputs.ingresses,
+            "Gateway" => &mut inputs.gateways,
+            "HTTPRoute" => &mut inputs.http_routes,
+            "ReferenceGrant" => &mut inputs.reference_grants,
+            "VirtualService" => &mut inputs.virtual_services,
+            "DestinationRule" => &mut inputs.destination_rules,
+            "TrafficPolicy" => &mut inputs.traffic_policies,
+            "RequestAuthentication" => &mut inputs.request_authentications,
+            _ => &mut inputs.authorization_policies,
+        };
+        *slot = objects;
+    }
+    inputs
 }
 
 /// Add this node's address to the `status.loadBalancer.ingress` of LoadBalancer Services that

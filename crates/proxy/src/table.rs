@@ -15,6 +15,8 @@ pub struct Listener {
     pub addr: SocketAddr,
     /// `namespace/name:port` (for messages).
     pub service: String,
+    /// Served by the L7 engine (an HTTP port) rather than forwarded as TCP.
+    pub http: bool,
 }
 
 /// Where a listener sends connections.
@@ -24,6 +26,8 @@ pub struct Target {
     pub backends: Vec<SocketAddr>,
     /// `sessionAffinity: ClientIP` and its timeout.
     pub affinity_timeout: Option<Duration>,
+    /// For an HTTP port: the Service port the L7 engine routes for.
+    pub http: Option<crate::l7::ClusterKey>,
 }
 
 /// The listeners every TCP port of every Service needs, with their ready endpoints.
@@ -35,15 +39,7 @@ pub fn compute(
     node_ports: bool,
     lb_ip: Option<IpAddr>,
 ) -> HashMap<Listener, Target> {
-    let mut by_service: HashMap<(String, String), Vec<&EndpointSlice>> = HashMap::new();
-    for s in slices {
-        let ns = s.metadata.namespace.clone().unwrap_or_default();
-        if let Some(name) =
-            s.metadata.labels.as_ref().and_then(|l| l.get("kubernetes.io/service-name"))
-        {
-            by_service.entry((ns, name.clone())).or_default().push(s);
-        }
-    }
+    let by_service = slices_by_service(slices);
     let mut out = HashMap::new();
     for svc in services {
         let Some(spec) = &svc.spec else { continue };
@@ -64,54 +60,86 @@ pub fn compute(
             if port.protocol.as_deref().unwrap_or("TCP") != "TCP" {
                 continue;
             }
-            let port_name = port.name.clone().unwrap_or_default();
-            let mut backends: Vec<SocketAddr> = slices
-                .into_iter()
-                .flatten()
-                .flat_map(|s| {
-                    let number = s
-                        .ports
-                        .iter()
-                        .flatten()
-                        .find(|p| {
-                            p.name.clone().unwrap_or_default() == port_name
-                                && p.protocol.as_deref().unwrap_or("TCP") == "TCP"
-                        })?
-                        .port?;
-                    let number = u16::try_from(number).ok()?;
-                    Some(
-                        s.endpoints
-                            .iter()
-                            // Unknown readiness counts as ready, as upstream says.
-                            .filter(|e| e.conditions.as_ref().and_then(|c| c.ready) != Some(false))
-                            .flat_map(|e| e.addresses.iter())
-                            .filter_map(move |a| Some(SocketAddr::new(a.parse().ok()?, number)))
-                            .collect::<Vec<_>>(),
-                    )
-                })
-                .flatten()
-                .collect();
-            backends.sort();
-            backends.dedup();
-            let target = Target { backends, affinity_timeout };
-            let label = format!("{ns}/{name}:{}", port.port);
+            let backends = ready_endpoints(slices, port.name.as_deref().unwrap_or(""));
+            let (http, _) = crate::l7::compile::is_http_port(
+                port.name.as_deref(),
+                port.app_protocol.as_deref(),
+            );
             let Ok(number) = u16::try_from(port.port) else { continue };
+            let cluster = crate::l7::ClusterKey {
+                namespace: ns.clone(),
+                service: name.clone(),
+                port: number,
+            };
+            let target = Target { backends, affinity_timeout, http: http.then_some(cluster) };
+            let label = format!("{ns}/{name}:{}", port.port);
             if let Some(ip) = cluster_ip {
-                let l = Listener { addr: SocketAddr::new(ip, number), service: label.clone() };
+                let l =
+                    Listener { addr: SocketAddr::new(ip, number), service: label.clone(), http };
                 out.insert(l, target.clone());
             }
             if let (Some(ip), Some("LoadBalancer")) = (lb_ip, spec.type_.as_deref()) {
-                let l = Listener { addr: SocketAddr::new(ip, number), service: label.clone() };
+                let l =
+                    Listener { addr: SocketAddr::new(ip, number), service: label.clone(), http };
                 out.insert(l, target.clone());
             }
             let node_port = port.node_port.and_then(|p| u16::try_from(p).ok());
             if let (true, Some(np)) = (node_ports, node_port) {
                 let addr = SocketAddr::new(IpAddr::from([0, 0, 0, 0]), np);
-                out.insert(Listener { addr, service: label }, target);
+                out.insert(Listener { addr, service: label, http }, target);
             }
         }
     }
     out
+}
+
+/// EndpointSlices grouped by the Service they belong to.
+pub fn slices_by_service(
+    slices: &[Arc<EndpointSlice>],
+) -> HashMap<(String, String), Vec<&EndpointSlice>> {
+    let mut by_service: HashMap<(String, String), Vec<&EndpointSlice>> = HashMap::new();
+    for s in slices {
+        let ns = s.metadata.namespace.clone().unwrap_or_default();
+        if let Some(name) =
+            s.metadata.labels.as_ref().and_then(|l| l.get("kubernetes.io/service-name"))
+        {
+            by_service.entry((ns, name.clone())).or_default().push(s);
+        }
+    }
+    by_service
+}
+
+/// The ready endpoints of one Service port (by port name, as EndpointSlices name them), sorted.
+pub fn ready_endpoints(slices: Option<&Vec<&EndpointSlice>>, port_name: &str) -> Vec<SocketAddr> {
+    let mut backends: Vec<SocketAddr> = slices
+        .into_iter()
+        .flatten()
+        .flat_map(|s| {
+            let number = s
+                .ports
+                .iter()
+                .flatten()
+                .find(|p| {
+                    p.name.as_deref().unwrap_or("") == port_name
+                        && p.protocol.as_deref().unwrap_or("TCP") == "TCP"
+                })?
+                .port?;
+            let number = u16::try_from(number).ok()?;
+            Some(
+                s.endpoints
+                    .iter()
+                    // Unknown readiness counts as ready, as upstream says.
+                    .filter(|e| e.conditions.as_ref().and_then(|c| c.ready) != Some(false))
+                    .flat_map(|e| e.addresses.iter())
+                    .filter_map(move |a| Some(SocketAddr::new(a.parse().ok()?, number)))
+                    .collect::<Vec<_>>(),
+            )
+        })
+        .flatten()
+        .collect();
+    backends.sort();
+    backends.dedup();
+    backends
 }
 
 #[cfg(test)]

@@ -58,6 +58,7 @@ pub fn start_with(bin: &PathBuf, extra: &[&str]) -> Server {
         .args(["up", "--data-dir"])
         .arg(&data)
         .args(["--api-addr", "127.0.0.1:0", "--dns-addr", "127.0.0.1:0", "--no-agent"])
+        .args(["--gateway-addr", "127.0.0.1:0"])
         .args(extra)
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(dir.path().join("kumo.log")).expect("log file"))

@@ -24,6 +24,10 @@ pub struct Cluster {
     pub kubeconfig: PathBuf,
     /// `127.0.0.1:<port>`.
     pub addr: String,
+    /// The gateway, `127.0.0.1:<port>` (every cluster runs one on a free port).
+    pub gateway: String,
+    /// The proxy's Prometheus endpoint, `http://127.0.0.1:<port>/metrics`.
+    pub proxy_metrics: String,
     log: PathBuf,
     extra_args: Vec<String>,
     /// Released after the process is killed (`Drop` runs before fields drop).
@@ -75,6 +79,8 @@ impl Cluster {
             dir,
             home,
             addr: String::new(),
+            gateway: String::new(),
+            proxy_metrics: String::new(),
             extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
             proxy_lock: None,
         };
@@ -93,7 +99,7 @@ impl Cluster {
         let mut child = Command::new(env!("CARGO_BIN_EXE_kumo"))
             .args(["up", "--data-dir"])
             .arg(self.data_dir())
-            .args(["--api-addr", api_addr])
+            .args(["--api-addr", api_addr, "--gateway-addr", "127.0.0.1:0"])
             .args(&self.extra_args)
             .stdout(Stdio::piped())
             .stderr(log)
@@ -103,16 +109,32 @@ impl Cluster {
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let word = |rest: &str| rest.split_whitespace().next().unwrap_or("").to_string();
                 if let Some(rest) = line.strip_prefix("kumo is ready at https://") {
-                    let addr = rest.split_whitespace().next().unwrap_or("").to_string();
-                    let _ = tx.send(addr);
+                    let _ = tx.send(("api", word(rest)));
+                }
+                if let Some(rest) = line.strip_prefix("  gateway: http://") {
+                    let _ = tx.send(("gateway", word(rest)));
+                }
+                if let Some(rest) = line.strip_prefix("  proxy metrics: ") {
+                    let _ = tx.send(("metrics", word(rest)));
+                }
+                if line.starts_with("Press Ctrl-C") {
+                    let _ = tx.send(("done", String::new()));
                 }
             }
         });
         self.child = Some(child);
-        match rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(addr) => self.addr = addr,
-            Err(_) => panic!("kumo did not become ready in 60 s; log:\n{}", self.log_text()),
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(("api", addr)) => self.addr = addr,
+                Ok(("gateway", addr)) => self.gateway = addr,
+                Ok(("metrics", url)) => self.proxy_metrics = url,
+                Ok(_) => break,
+                Err(_) => panic!("kumo did not become ready in 60 s; log:\n{}", self.log_text()),
+            }
         }
     }
 
