@@ -1,6 +1,7 @@
 //! Admission: what happens to an object between decoding and the store. In order:
 //! 1. the schema walk — unknown fields are pruned (and reported per `fieldValidation`), values of
-//!    the wrong type are refused, and custom resources get their `openAPIV3Schema` checks;
+//!    the wrong type are refused, and custom resources get their `openAPIV3Schema` defaults and
+//!    checks;
 //! 2. system fields (uid, creationTimestamp, generation) are set or carried over;
 //! 3. defaulting and validation from `kumo-api`, by kind.
 
@@ -8,7 +9,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::object;
 use kumo_api::resources::Resource;
 use kumo_api::schema::{Definitions, SchemaRef};
-use kumo_api::validation::{ErrorType, FieldError};
+use kumo_api::validation::{render_value, ErrorType, FieldError};
 use serde_json::{Map, Value};
 
 /// How to treat unknown fields (`fieldValidation`).
@@ -48,7 +49,7 @@ pub fn root_schema(resource: &Resource) -> Option<SchemaRef<'_>> {
 struct Walk {
     unknown: Vec<String>,
     type_errors: Vec<FieldError>,
-    /// Custom resources also get value checks (required, enum, bounds, patterns).
+    /// Custom resources also get defaults and value checks (required, enum, bounds, patterns).
     structural: bool,
 }
 
@@ -62,6 +63,9 @@ pub fn check_schema(
     let mut w =
         Walk { unknown: vec![], type_errors: vec![], structural: resource.crd_schema.is_some() };
     if let Value::Object(map) = obj {
+        if w.structural {
+            apply_defaults(map, schema);
+        }
         // apiVersion, kind and metadata are known for every kind, whatever its schema says.
         let meta_schema =
             Definitions::builtin().get("io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta");
@@ -138,15 +142,15 @@ fn type_name(v: &Value) -> &'static str {
     }
 }
 
+/// A value for an error message, as upstream prints it: strings quoted, long ones cut.
 fn short(v: &Value) -> String {
-    let s = match v {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
+    let cut = |s: &str| match s.char_indices().nth(60) {
+        Some((i, _)) if s.len() > 64 => format!("{}...", &s[..i]),
+        _ => s.to_string(),
     };
-    if s.len() > 64 {
-        format!("{}...", &s[..s.char_indices().nth(60).map(|(i, _)| i).unwrap_or(s.len())])
-    } else {
-        s
+    match v {
+        Value::String(s) => render_value(&Value::String(cut(s))),
+        other => cut(&other.to_string()),
     }
 }
 
@@ -181,6 +185,9 @@ fn walk(w: &mut Walk, v: &mut Value, schema: SchemaRef<'_>, path: &str) {
             let declared = schema.has_properties();
             let additional = schema.additional_properties();
             let preserve = schema.preserves_unknown_fields();
+            if w.structural && declared {
+                apply_defaults(map, schema);
+            }
             let keys: Vec<String> = map.keys().cloned().collect();
             for k in keys {
                 let child_path = format!("{path}.{k}");
@@ -213,6 +220,21 @@ fn walk(w: &mut Walk, v: &mut Value, schema: SchemaRef<'_>, path: &str) {
     }
 }
 
+/// Structural-schema defaulting: a declared property that is absent (or null) takes its
+/// `default`, which the walk then visits like any given value, so defaults nest. As upstream,
+/// defaults apply only inside objects that are present.
+/// <https://kubernetes.io/docs/tasks/extend-kubernetes/custom-resources/custom-resource-definitions/#defaulting>
+fn apply_defaults(map: &mut Map<String, Value>, schema: SchemaRef<'_>) {
+    for name in schema.property_names() {
+        if map.get(name).is_some_and(|v| !v.is_null()) {
+            continue;
+        }
+        if let Some(default) = schema.property(name).and_then(|p| p.ext("default")) {
+            map.insert(name.to_string(), default.clone());
+        }
+    }
+}
+
 fn required(w: &mut Walk, v: &Value, schema: SchemaRef<'_>, path: &str) {
     for req in schema.ext("required").and_then(Value::as_array).into_iter().flatten() {
         let Some(name) = req.as_str() else { continue };
@@ -229,15 +251,64 @@ fn required(w: &mut Walk, v: &Value, schema: SchemaRef<'_>, path: &str) {
 }
 
 fn value_checks(w: &mut Walk, v: &Value, schema: SchemaRef<'_>, path: &str) {
+    if let Some(allowed) = schema.ext("enum").and_then(Value::as_array) {
+        if !allowed.contains(v) {
+            let list: Vec<String> = allowed.iter().map(render_value).collect();
+            w.type_errors.push(FieldError {
+                type_: ErrorType::NotSupported,
+                field: path.into(),
+                value: Some(render_value(v)),
+                detail: format!("supported values: {}", list.join(", ")),
+            });
+        }
+    }
+    let mut count_error = |count: usize, detail: String, type_: ErrorType| {
+        w.type_errors.push(FieldError {
+            type_,
+            field: path.into(),
+            value: Some(count.to_string()),
+            detail,
+        });
+    };
+    if let Some(a) = v.as_array() {
+        if let Some(max) = schema.ext("maxItems").and_then(Value::as_u64) {
+            if a.len() as u64 > max {
+                count_error(a.len(), format!("must have at most {max} items"), ErrorType::TooMany);
+            }
+        }
+        if let Some(min) = schema.ext("minItems").and_then(Value::as_u64) {
+            if (a.len() as u64) < min {
+                count_error(
+                    a.len(),
+                    format!("{path} in body should have at least {min} items"),
+                    ErrorType::Invalid,
+                );
+            }
+        }
+    }
+    if let Some(m) = v.as_object() {
+        if let Some(max) = schema.ext("maxProperties").and_then(Value::as_u64) {
+            if m.len() as u64 > max {
+                count_error(
+                    m.len(),
+                    format!("{path} in body should have at most {max} properties"),
+                    ErrorType::TooMany,
+                );
+            }
+        }
+        if let Some(min) = schema.ext("minProperties").and_then(Value::as_u64) {
+            if (m.len() as u64) < min {
+                count_error(
+                    m.len(),
+                    format!("{path} in body should have at least {min} properties"),
+                    ErrorType::Invalid,
+                );
+            }
+        }
+    }
     let mut bad = |detail: String, type_: ErrorType| {
         w.type_errors.push(FieldError { type_, field: path.into(), value: Some(short(v)), detail });
     };
-    if let Some(allowed) = schema.ext("enum").and_then(Value::as_array) {
-        if !allowed.contains(v) {
-            let list: Vec<String> = allowed.iter().map(|a| a.to_string()).collect();
-            bad(format!("supported values: {}", list.join(", ")), ErrorType::NotSupported);
-        }
-    }
     if let Some(n) = v.as_f64() {
         if let Some(min) = schema.ext("minimum").and_then(Value::as_f64) {
             if n < min {
@@ -279,18 +350,6 @@ fn value_checks(w: &mut Walk, v: &Value, schema: SchemaRef<'_>, path: &str) {
                 if !re.is_match(s) {
                     bad(format!("{path} in body should match '{p}'"), ErrorType::Invalid);
                 }
-            }
-        }
-    }
-    if let Some(a) = v.as_array() {
-        if let Some(max) = schema.ext("maxItems").and_then(Value::as_u64) {
-            if a.len() as u64 > max {
-                bad(format!("must have at most {max} items"), ErrorType::TooMany);
-            }
-        }
-        if let Some(min) = schema.ext("minItems").and_then(Value::as_u64) {
-            if (a.len() as u64) < min {
-                bad(format!("{path} in body should have at least {min} items"), ErrorType::Invalid);
             }
         }
     }
@@ -439,5 +498,64 @@ mod tests {
         let mut changed = json!({"metadata":{"name":"x"},"spec":{"replicas":2}});
         prepare_update(&r, &mut changed, &old, false);
         assert_eq!(changed["metadata"]["generation"], 4);
+    }
+
+    fn custom(schema: Value) -> Resource {
+        let mut r = res("ConfigMap");
+        r.group = "example.com".into();
+        r.kind = "Widget".into();
+        r.definition = None;
+        r.crd_schema = Some(schema);
+        r
+    }
+
+    #[test]
+    fn custom_resources_take_schema_defaults_inside_present_objects() {
+        let r = custom(
+            json!({"type": "object", "properties": {"spec": {"type": "object", "properties": {
+                "mode": {"type": "string", "default": "fast"},
+                "limits": {"type": "object", "default": {}, "properties": {"rate": {"type": "integer", "default": 5}}},
+                "rules": {"type": "array", "items": {"type": "object", "properties": {
+                    "weight": {"type": "integer", "default": 1}}}},
+                "absent": {"type": "object", "properties": {"x": {"type": "integer", "default": 2}}}
+            }}}}),
+        );
+        let mut obj = json!({"spec": {"mode": null, "rules": [{}, {"weight": 7}]}});
+        check_schema(&r, &mut obj, FieldValidation::Strict).expect("valid");
+        assert_eq!(obj["spec"]["mode"], "fast");
+        assert_eq!(obj["spec"]["limits"], json!({"rate": 5}), "defaults nest");
+        assert_eq!(obj["spec"]["rules"], json!([{"weight": 1}, {"weight": 7}]));
+        assert!(obj["spec"].get("absent").is_none(), "no object is made up without a default");
+        let mut none = json!({});
+        check_schema(&r, &mut none, FieldValidation::Strict).expect("valid");
+        assert!(none.get("spec").is_none());
+    }
+
+    #[test]
+    fn custom_resources_get_property_counts_and_quoted_enum_values() {
+        let r = custom(
+            json!({"type": "object", "properties": {"spec": {"type": "object", "properties": {
+                "match": {"type": "object", "maxProperties": 1, "properties": {
+                    "exact": {"type": "string"}, "prefix": {"type": "string"}}},
+                "kind": {"type": "string", "enum": ["A", "B"]},
+                "tags": {"type": "array", "maxItems": 1, "items": {"type": "string"}}
+            }}}}),
+        );
+        let mut obj = json!({"spec": {"match": {"exact": "/", "prefix": "/a"}, "kind": "C", "tags": ["x", "y"]}});
+        let err = check_schema(&r, &mut obj, FieldValidation::Strict).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains(
+                "spec.match: Too many: 2: spec.match in body should have at most 1 properties"
+            ),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("spec.kind: Unsupported value: \"C\": supported values: \"A\", \"B\""),
+            "{msg}"
+        );
+        assert!(msg.contains("spec.tags: Too many: 2: must have at most 1 items"), "{msg}");
+        let mut ok = json!({"spec": {"match": {}, "kind": "A"}});
+        check_schema(&r, &mut ok, FieldValidation::Strict).expect("an empty match is allowed");
     }
 }

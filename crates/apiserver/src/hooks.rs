@@ -128,13 +128,20 @@ fn job_selector(obj: &mut Value) {
     }
 }
 
-/// Kind-specific checks that need the store.
+/// Kind-specific checks that need the store, and the rules of the built-in custom resources
+/// that their schemas cannot express.
 pub async fn validate(
     _reg: &Registry,
     r: &Resource,
     obj: &Value,
     old: Option<&Value>,
 ) -> ApiResult<()> {
+    if r.crd_schema.is_some() {
+        let errors = crate::builtin_crds::rules::validate(r, obj);
+        if !errors.is_empty() {
+            return Err(ApiError::invalid(&r.group, &r.kind, object::name(obj), errors));
+        }
+    }
     if is(r, "apiextensions.k8s.io", "customresourcedefinitions") {
         if let Some(old) = old.filter(|o| o["spec"]["group"] != obj["spec"]["group"]) {
             return Err(ApiError::invalid(

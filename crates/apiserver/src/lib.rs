@@ -4,7 +4,8 @@
 //! the `kube` crate and client-go: discovery (legacy and aggregated), OpenAPI v3, a generic
 //! registry for every built-in kind and for custom resources, watch, patch (JSON, merge,
 //! strategic), `status`/`scale`/`binding` subresources, Table printing, and authentication by
-//! client certificate or bearer token.
+//! client certificate or bearer token. The Gateway API, Istio networking/security and kumo's
+//! TrafficPolicy are served from the start as built-in CRDs ([`builtin_crds`]).
 //!
 //! ```text
 //! client ─TLS─▶ server (rustls, h1/h2) ─▶ auth ─▶ http (route, decode, 3 MiB cap)
@@ -18,6 +19,7 @@
 pub mod admission;
 mod agents;
 pub mod auth;
+pub mod builtin_crds;
 pub mod catalog;
 pub mod discovery;
 pub mod error;
@@ -140,8 +142,10 @@ pub async fn start(config: Config, store: Arc<dyn Store>) -> Result<Running, Sta
     Ok(Running { addr, pki, kubeconfig, registry, shutdown: Some(tx), task })
 }
 
-/// The objects a cluster has from the start: its namespaces and the `kubernetes` Service.
+/// The objects a cluster has from the start: the built-in CRDs, the namespaces and the
+/// `kubernetes` Service.
 async fn bootstrap(reg: &Registry, addr: SocketAddr) {
+    builtin_crds::install(reg).await;
     let snap = reg.catalog.snapshot();
     let (Some(ns), Some(svc), Some(ep)) = (
         snap.find("", "v1", "namespaces").cloned(),
