@@ -73,9 +73,12 @@ impl Catalog {
     /// Replace the custom resources with those of `crds` (stored CRD objects).
     pub fn set_crds(&self, crds: &[Value]) {
         let mut all = resources::builtin();
-        for crd in crds {
-            all.extend(crd_resources(crd));
-        }
+        // Custom groups come after the built-in ones, ordered by group name as the
+        // aggregator orders APIServices of equal priority: kubectl resolves a short name such
+        // as `gateway` to the first group that has it (Gateway API before Istio, as upstream).
+        let mut custom: Vec<Resource> = crds.iter().flat_map(crd_resources).collect();
+        custom.sort_by(|a, b| a.group.cmp(&b.group));
+        all.extend(custom);
         let snap = Arc::new(Snapshot { resources: all });
         match self.inner.write() {
             Ok(mut g) => *g = snap,
