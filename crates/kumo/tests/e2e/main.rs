@@ -7,6 +7,7 @@ mod api_errors;
 mod conformance;
 mod crds;
 mod durability;
+mod gateway_crds;
 mod harness;
 mod kube_client;
 mod kubectl_basics;
