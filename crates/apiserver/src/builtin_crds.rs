@@ -149,12 +149,28 @@ pub async fn install(reg: &Registry) {
     else {
         return;
     };
+    let (mut created, mut updated) = (0, 0);
     for definition in definitions {
         let name = definition["metadata"]["name"].as_str().unwrap_or_default().to_string();
-        if let Err(e) = install_one(reg, &crd, &name, definition).await {
-            tracing::warn!(crd = name, error = %e, "built-in custom resource definition not installed");
+        match install_one(reg, &crd, &name, definition).await {
+            Ok(Installed::Created) => created += 1,
+            Ok(Installed::Updated) => updated += 1,
+            Ok(Installed::Unchanged) => {}
+            Err(e) => {
+                tracing::warn!(crd = name, error = %e, "built-in custom resource definition not installed")
+            }
         }
     }
+    if created + updated > 0 {
+        tracing::info!(created, updated, "built-in custom resource definitions installed");
+    }
+}
+
+/// What [`install_one`] did.
+enum Installed {
+    Created,
+    Updated,
+    Unchanged,
 }
 
 async fn install_one(
@@ -162,32 +178,33 @@ async fn install_one(
     crd: &Resource,
     name: &str,
     definition: Value,
-) -> Result<(), ApiError> {
+) -> Result<Installed, ApiError> {
     let stored = match reg.store.get(&crd.key(None, name)).await? {
         Some(kv) => Some(registry::decode(crd, &kv)?),
         None => None,
     };
     let opts = WriteOptions { field_manager: FIELD_MANAGER.into(), ..Default::default() };
     match plan(stored.as_ref(), &definition) {
-        Plan::Create => {
-            tracing::info!(crd = name, "installing built-in custom resource definition");
-            match reg.create(crd, None, definition, &opts).await {
-                // Another server over the same store got there first.
-                Err(ApiError::AlreadyExists(..)) => Ok(()),
-                other => other.map(|_| ()),
-            }
-        }
+        Plan::Create => match reg.create(crd, None, definition, &opts).await {
+            Ok(_) => Ok(Installed::Created),
+            // Another server over the same store got there first.
+            Err(ApiError::AlreadyExists(..)) => Ok(Installed::Unchanged),
+            Err(e) => Err(e),
+        },
         Plan::Update(next) => {
-            tracing::info!(crd = name, "updating built-in custom resource definition");
-            reg.update(crd, None, name, next, None, &opts).await.map(|_| ())
-        }
-        Plan::Keep => Ok(()),
-        Plan::Foreign => {
             tracing::info!(
+                crd = name,
+                "replacing a built-in custom resource definition by its new version"
+            );
+            reg.update(crd, None, name, next, None, &opts).await.map(|_| Installed::Updated)
+        }
+        Plan::Keep => Ok(Installed::Unchanged),
+        Plan::Foreign => {
+            tracing::debug!(
                 crd = name,
                 "a custom resource definition installed by hand replaces the built-in one"
             );
-            Ok(())
+            Ok(Installed::Unchanged)
         }
     }
 }

@@ -106,13 +106,37 @@ fn every_conformance_manifest_is_accepted_and_reads_back() {
         .map(|e| e.path())
         .collect();
     crds.sort();
-    for f in &crds {
-        apply_file(&c, f, "default");
-    }
-    c.kubectl(&["wait", "--for=condition=Established", "crd", "--all", "--timeout=30s"]);
+    // kumo serves the Gateway API and Istio kinds its gateway reads as built-in CRDs (a fresh
+    // cluster has exactly those). Upstream's definitions of the same names are not applied
+    // over them, so the manifests below are validated by kumo's own schemas; every other CRD
+    // in the files is applied as it is.
+    let builtin = c.kubectl(&["get", "crd", "-o", "jsonpath={.items[*].metadata.name}"]);
+    let builtin: Vec<&str> = builtin.split_whitespace().collect();
+    assert!(builtin.contains(&"httproutes.gateway.networking.k8s.io"), "{builtin:?}");
+    let mut applied = Vec::new();
     for f in &crds {
         let text = std::fs::read_to_string(f).unwrap();
-        check_read_back(&c, docs(&text), &["-f", f.to_str().unwrap()], &f.display().to_string());
+        let (skipped, rest): (Vec<Value>, Vec<Value>) = docs(&text)
+            .into_iter()
+            .partition(|d| d["metadata"]["name"].as_str().is_some_and(|n| builtin.contains(&n)));
+        let file = if skipped.is_empty() {
+            f.clone()
+        } else if rest.is_empty() {
+            continue;
+        } else {
+            let yaml: Vec<String> =
+                rest.iter().map(|d| serde_yaml::to_string(d).unwrap()).collect();
+            c.file(
+                &format!("crds/{}", f.file_name().unwrap().to_string_lossy()),
+                &yaml.join("---\n"),
+            )
+        };
+        apply_file(&c, &file, "default");
+        applied.push((file, rest));
+    }
+    c.kubectl(&["wait", "--for=condition=Established", "crd", "--all", "--timeout=30s"]);
+    for (f, wanted) in applied {
+        check_read_back(&c, wanted, &["-f", f.to_str().unwrap()], &f.display().to_string());
     }
     let mut files = Vec::new();
     for dir in ["online-boutique", "istio-bookinfo", "k8s-examples", "k8s-website"] {

@@ -8,6 +8,7 @@ mod conformance;
 mod crds;
 mod durability;
 mod gateway;
+mod gateway_crds;
 mod harness;
 mod kube_client;
 mod kubectl_basics;
