@@ -210,8 +210,10 @@ impl Cluster {
             return None;
         }
         let now = Instant::now();
-        let mut healthy: Vec<&Arc<Endpoint>> =
-            all.iter().filter(|e| !e.ejected(now, &self.stats)).collect();
+        let mut healthy: Vec<&Arc<Endpoint>> = match settings.spec.outlier {
+            Some(_) => all.iter().filter(|e| !e.ejected(now, &self.stats)).collect(),
+            None => all.iter().collect(),
+        };
         if let Some(o) = &settings.spec.outlier {
             // Below minHealthPercent, outlier detection stands aside and every host serves.
             if o.min_health_percent > 0

@@ -25,8 +25,8 @@ const REPLAY_LIMIT: u64 = 64 << 10;
 /// What the access log and metrics record about an exchange.
 #[derive(Default)]
 struct Exchange {
-    route: Option<String>,
-    service: Option<String>,
+    route: Option<Arc<Rule>>,
+    service: Option<Arc<Cluster>>,
     backend: Option<SocketAddr>,
     attempts: u32,
     flags: Vec<&'static str>,
@@ -172,29 +172,28 @@ impl Engine {
         let mut resp = self.route(&installed, &kind, client, req, &host, &trace, &mut ex).await;
         let status = resp.status().as_u16();
         let took = start.elapsed();
-        if let Some(id) = &ex.route {
-            self.metrics.route(id).record(status, took);
+        if let Some(rule) = &ex.route {
+            rule.stats.get_or_init(|| self.metrics.route(&rule.id)).record(status, took);
         }
         strip_hop_by_hop(resp.headers_mut());
         if let Some(log) = &self.access_log {
-            log.write(&serde_json::json!({
-                "time": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-                "listener": kind.name(),
-                "client": client.ip().to_string(),
-                "method": method,
-                "authority": host,
-                "path": path,
-                "status": status,
-                "route": ex.route,
-                "service": ex.service,
-                "backend": ex.backend.map(|b| b.to_string()),
-                "attempts": ex.attempts,
-                "flags": ex.flags.join(","),
-                "duration_ms": took.as_secs_f64() * 1e3,
-                "trace_id": trace.trace_id,
-                "span_id": trace.span,
-                "parent_span_id": trace.parent,
-            }));
+            log.write(&super::accesslog::Record {
+                listener: kind.name(),
+                client: client.ip(),
+                method: &method,
+                authority: &host,
+                path: &path,
+                status,
+                route: ex.route.as_ref().map(|r| r.id.as_str()),
+                service: ex.service.as_ref().map(|c| c.label.as_str()),
+                backend: ex.backend,
+                attempts: ex.attempts,
+                flags: &ex.flags,
+                duration: took,
+                trace_id: &trace.trace_id,
+                span_id: &trace.span,
+                parent_span_id: trace.parent.as_deref(),
+            });
         }
         resp
     }
@@ -223,7 +222,7 @@ impl Engine {
             query: &query,
         };
         let mut guards: Vec<InFlight> = Vec::new();
-        let route: Route = match kind {
+        let route: &Route = match kind {
             ListenerKind::Edge => {
                 if let Some(g) = self.edge_inflight(ex) {
                     guards.push(g);
@@ -251,7 +250,7 @@ impl Engine {
                     .iter()
                     .find(|r| matches(r, host, &method, &path, req.headers(), &query))
                 {
-                    Some(r) => r.clone(),
+                    Some(r) => r,
                     None => {
                         ex.flags.push("NR");
                         return local(404, "route not found\n");
@@ -263,9 +262,9 @@ impl Engine {
                 match routes.and_then(|rs| {
                     rs.iter().find(|r| matches(r, host, &method, &path, req.headers(), &query))
                 }) {
-                    Some(r) => r.clone(),
+                    Some(r) => r,
                     None => match installed.defaults.get(key) {
-                        Some(r) => r.clone(),
+                        Some(r) => r,
                         None => {
                             ex.flags.push("NR");
                             return local(404, "route not found\n");
@@ -275,7 +274,7 @@ impl Engine {
             }
         };
         let rule = route.rule.clone();
-        ex.route = Some(rule.id.clone());
+        ex.route = Some(rule.clone());
         if let Err(r) = self.policies.admit(&rule.policies, &view, &mut guards) {
             return refusal(r, ex);
         }
@@ -297,7 +296,7 @@ impl Engine {
         }
         let backends = match &rule.action {
             Action::Respond { status, body } => return local(*status, body.clone()),
-            Action::Redirect(r) => return redirect(r, &route, &req, host),
+            Action::Redirect(r) => return redirect(r, route, &req, host),
             Action::Forward(b) => b,
         };
         let Some(backend) = choose(backends) else {
@@ -310,11 +309,11 @@ impl Engine {
                 return local(*status, format!("{reason}\n"));
             }
         };
-        ex.service = Some(key.to_string());
         let Some(cluster) = self.clusters.get(key) else {
             ex.flags.push("NC");
             return local(503, "no healthy upstream");
         };
+        ex.service = Some(cluster.clone());
         if let Err(r) = self.policies.admit(cluster.spec().policies(), &view, &mut guards) {
             return refusal(r, ex);
         }
@@ -328,7 +327,7 @@ impl Engine {
         let hash = hash_key(&cluster, &view);
         let started = Instant::now();
         let resp =
-            self.forward(&cluster, &rule, &route, req, client, host, trace, strip, hash, ex).await;
+            self.forward(&cluster, &rule, route, req, client, host, trace, strip, hash, ex).await;
         cluster.stats.hop.record(resp.status().as_u16(), started.elapsed());
         let mut resp = resp;
         apply_ops(resp.headers_mut(), &rule.response_headers);
@@ -377,7 +376,7 @@ impl Engine {
         };
         let spec = cluster.spec();
         let client_for =
-            self.clients.pick(spec.h2(), spec.pool().max_requests_per_connection == Some(1));
+            super::Clients::pick(spec.h2(), spec.pool().max_requests_per_connection == Some(1));
         let max_tries = if replay.is_some() { 1 + rule.retry.attempts } else { 1 };
         let mut tried: Vec<SocketAddr> = Vec::new();
         let mut _retry_guard = None;
@@ -609,7 +608,19 @@ fn prepare_headers(
         headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
     }
     if !headers.contains_key("x-request-id") {
-        if let Ok(v) = HeaderValue::from_str(&uuid::Uuid::new_v4().to_string()) {
+        // A version-4 UUID from the thread's RNG: no system call per request.
+        let r = rand::random::<u128>() & !(0xf000 << 64) & !(0xc000 << 48)
+            | (0x4000 << 64)
+            | (0x8000 << 48);
+        let id = format!(
+            "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
+            (r >> 96) as u32,
+            (r >> 80) as u16,
+            (r >> 64) as u16,
+            (r >> 48) as u16,
+            r & 0xffff_ffff_ffff
+        );
+        if let Ok(v) = HeaderValue::from_str(&id) {
             headers.insert("x-request-id", v);
         }
     }

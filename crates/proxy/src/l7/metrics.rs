@@ -35,6 +35,12 @@ impl Default for HopStats {
     }
 }
 
+impl std::fmt::Debug for HopStats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HopStats").field("count", &self.count.load(Relaxed)).finish()
+    }
+}
+
 impl HopStats {
     pub fn record(&self, status: u16, took: Duration) {
         if let Some(c) = self.codes.get(status as usize) {

@@ -51,6 +51,12 @@ pub struct Installed {
     pub defaults: HashMap<ClusterKey, model::Route>,
 }
 
+thread_local! {
+    /// Each thread keeps its own upstream connections: a request and the connection it uses
+    /// stay on one thread (no cross-thread wake-ups, as in nginx's workers).
+    static CLIENTS: Clients = Clients::new();
+}
+
 /// The upstream HTTP clients: keep-alive HTTP/1.1, h2c, and one without keep-alive (for
 /// `maxRequestsPerConnection: 1`).
 pub struct Clients {
@@ -75,14 +81,17 @@ impl Clients {
         Clients { h1: build(1024, false), h2: build(16, true), close: build(0, false) }
     }
 
-    fn pick(&self, h2: bool, no_keepalive: bool) -> &Client<HttpConnector, Body> {
-        if h2 {
-            &self.h2
-        } else if no_keepalive {
-            &self.close
-        } else {
-            &self.h1
-        }
+    /// This thread's client for the kind of connection wanted.
+    fn pick(h2: bool, no_keepalive: bool) -> Client<HttpConnector, Body> {
+        CLIENTS.with(|c| {
+            if h2 {
+                c.h2.clone()
+            } else if no_keepalive {
+                c.close.clone()
+            } else {
+                c.h1.clone()
+            }
+        })
     }
 }
 
@@ -106,7 +115,6 @@ pub struct Engine {
     pub clusters: cluster::Clusters,
     policies: policy::Policies,
     pub metrics: Arc<metrics::Metrics>,
-    clients: Clients,
     access_log: Option<accesslog::AccessLog>,
     edge_inflight: Arc<AtomicUsize>,
     edge_limit: usize,
@@ -127,7 +135,6 @@ impl Engine {
             clusters: cluster::Clusters::new(metrics.clone()),
             policies: policy::Policies::default(),
             metrics,
-            clients: Clients::new(),
             access_log,
             edge_inflight: Arc::default(),
             edge_limit: config.edge_limit.max(1),
@@ -152,6 +159,39 @@ impl Engine {
         if let Ok(mut i) = self.installed.write() {
             *i = installed;
         }
+    }
+
+    /// Serve the gateway on `threads` threads of their own, each a single-threaded runtime
+    /// accepting from the same socket: a connection and its upstream requests stay on one
+    /// thread, the layout of nginx's workers. Returns when `stop` fires.
+    pub fn serve_workers(
+        self: Arc<Self>,
+        listener: std::net::TcpListener,
+        kind: ListenerKind,
+        threads: usize,
+    ) -> std::io::Result<()> {
+        listener.set_nonblocking(true)?;
+        for i in 0..threads.max(1) {
+            let l = listener.try_clone()?;
+            let engine = self.clone();
+            let kind = kind.clone();
+            std::thread::Builder::new().name(format!("kumo-gateway-{i}")).spawn(move || {
+                let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        tracing::error!("gateway worker: {e}");
+                        return;
+                    }
+                };
+                rt.block_on(async move {
+                    match tokio::net::TcpListener::from_std(l) {
+                        Ok(l) => engine.serve(l, kind).await,
+                        Err(e) => tracing::error!("gateway worker: {e}"),
+                    }
+                });
+            })?;
+        }
+        Ok(())
     }
 
     /// Serve HTTP/1.1 and h2c on `listener` until the task is dropped.
@@ -255,6 +295,7 @@ fn default_route(key: &ClusterKey) -> model::Route {
             response_headers: HeaderOps::default(),
             rewrite: None,
             policies: Vec::new(),
+            stats: Default::default(),
         }),
     }
 }

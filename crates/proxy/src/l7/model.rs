@@ -178,6 +178,8 @@ pub struct Rule {
     pub rewrite: Option<Rewrite>,
     /// TrafficPolicy keys on this rule's route.
     pub policies: Vec<String>,
+    /// The rule's measurements, looked up once in the registry.
+    pub stats: std::sync::OnceLock<Arc<crate::l7::metrics::HopStats>>,
 }
 
 #[derive(Debug)]

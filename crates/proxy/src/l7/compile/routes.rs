@@ -116,6 +116,7 @@ pub fn ingress_routes(ctx: &Context, ingresses: &[Value]) -> Vec<Route> {
                 response_headers: HeaderOps::default(),
                 rewrite: None,
                 policies: policies.clone(),
+                stats: Default::default(),
             })
         };
         let mut idx = 0;
@@ -440,6 +441,7 @@ fn http_route_rule(
         response_headers,
         rewrite,
         policies: policies.to_vec(),
+        stats: Default::default(),
     }
 }
 
@@ -694,6 +696,7 @@ fn vs_rule(
         response_headers: vs_header_ops(&h["headers"]["response"]),
         rewrite,
         policies: policies.to_vec(),
+        stats: Default::default(),
     }
 }
 
