@@ -178,7 +178,8 @@ impl Metrics {
         for (name, s) in &clusters {
             s.hop.write(&mut out, "kumo_proxy_service", &format!("service=\"{}\"", escape(name)));
         }
-        let gauges: [(&str, &str, fn(&CircuitStats) -> u64); 6] = [
+        type Read = fn(&CircuitStats) -> u64;
+        let gauges: [(&str, &str, Read); 6] = [
             ("kumo_proxy_service_active_requests", "gauge", |s| s.hop.active.load(Relaxed)),
             ("kumo_proxy_service_overflow_total", "counter", |s| s.overflow.load(Relaxed)),
             ("kumo_proxy_service_retries_total", "counter", |s| s.retries.load(Relaxed)),
