@@ -9,14 +9,22 @@ use std::time::{Duration, Instant};
 
 /// An HTTP/1.1 keep-alive server that answers with its pod name, the path and the request
 /// headers as JSON. `/status/N` answers N, `/sleep/MS` waits first; while `$HANG_FILE`
-/// exists every request hangs (a backend that stops answering).
+/// exists every request hangs (a backend that stops answering). `/ready` (the readiness probe)
+/// fails while `$FLAG_DIR/unready-<pod>` exists.
 const SERVER: &str = r#"
 import http.server, json, os, time
 name = os.environ.get("POD_NAME", "?")
 hang = os.environ.get("HANG_FILE", "")
+flags = os.environ.get("FLAG_DIR", "")
 class H(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     def do_GET(self):
+        if self.path == "/ready":
+            unready = flags and os.path.exists(os.path.join(flags, "unready-" + name))
+            self.send_response(503 if unready else 200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         if hang and os.path.exists(hang):
             time.sleep(20)
         code = 200
@@ -38,6 +46,10 @@ http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve
 
 /// A Deployment of the test server and its Service (port 80, named http).
 fn app(name: &str, replicas: u32, hang_file: &str) -> String {
+    app_with_flags(name, replicas, hang_file, "")
+}
+
+fn app_with_flags(name: &str, replicas: u32, hang_file: &str, flag_dir: &str) -> String {
     let script: String =
         SERVER.trim_start().lines().map(|l| format!("            {l}\n")).collect();
     format!(
@@ -59,13 +71,15 @@ spec:
         env:
         - {{name: POD_NAME, valueFrom: {{fieldRef: {{fieldPath: metadata.name}}}}}}
         - {{name: HANG_FILE, value: "{hang_file}"}}
+        - {{name: FLAG_DIR, value: "{flag_dir}"}}
         - name: SCRIPT
           value: |
 {script}
         ports: [{{name: http, containerPort: 8080}}]
         readinessProbe:
-          tcpSocket: {{port: http}}
+          httpGet: {{path: /ready, port: http}}
           periodSeconds: 1
+          failureThreshold: 1
 ---
 apiVersion: v1
 kind: Service
@@ -313,6 +327,16 @@ fn the_gateway_routes_by_host_and_path_splits_by_weight_and_injects_faults() {
     let rec: serde_json::Value = serde_json::from_str(line).unwrap();
     assert_eq!(rec["parent_span_id"], "00f067aa0ba902b7");
     assert_eq!(rec["route"], "ingress/default/blue/0");
+    // The HTTPRoute says it is accepted, and that one backend does not resolve.
+    c.eventually("the HTTPRoute's status", Duration::from_secs(10), || {
+        let st = c.get_json(&["httproute", "split"]);
+        let conds = &st["status"]["parents"][0]["conditions"];
+        let get =
+            |t: &str| conds.as_array().into_iter().flatten().find(|c| c["type"] == t).cloned();
+        get("Accepted").is_some_and(|c| c["status"] == "True")
+            && get("ResolvedRefs")
+                .is_some_and(|c| c["status"] == "False" && c["reason"] == "BackendNotFound")
+    });
     // kubectl shows the Gateway programmed with its address.
     c.eventually("the Gateway is programmed", Duration::from_secs(10), || {
         c.kubectl(&[
@@ -423,7 +447,7 @@ spec:
     let mut lat: Vec<Duration> = other.iter().map(|r| r.took).collect();
     lat.sort();
     assert!(
-        lat[lat.len() * 99 / 100] < Duration::from_millis(250),
+        lat[lat.len() * 99 / 100] < Duration::from_millis(350),
         "p99 of the healthy route {:?}",
         lat[lat.len() * 99 / 100]
     );

@@ -316,7 +316,7 @@ fn path_modifier(p: &Value) -> Option<PathRewrite> {
     }
 }
 
-fn granted(grants: &[Value], from_ns: &str, to_ns: &str, service: &str) -> bool {
+pub(crate) fn granted(grants: &[Value], from_ns: &str, to_ns: &str, service: &str) -> bool {
     grants.iter().any(|g| {
         str_at(g, &["metadata", "namespace"]) == Some(to_ns)
             && g["spec"]["from"].as_array().into_iter().flatten().any(|f| {
