@@ -6,9 +6,10 @@
 use super::cluster::{Cluster, Outcome};
 use super::model::*;
 use super::policy::{authorize, InFlight, Refusal, RequestView};
+use super::rewrite::*;
 use super::{Engine, Installed, ListenerKind};
 use bytes::Bytes;
-use http::header::{HeaderName, HeaderValue};
+use http::header::HeaderValue;
 use http::{HeaderMap, Request, Response, StatusCode};
 use http_body_util::{combinators::BoxBody, BodyExt, Full};
 use hyper::body::{Body as _, Incoming};
@@ -47,75 +48,6 @@ fn refusal(r: Refusal, ex: &mut Exchange) -> Response<Body> {
         resp.headers_mut().insert(http::header::RETRY_AFTER, HeaderValue::from(secs));
     }
     resp
-}
-
-/// W3C trace context for this hop: the caller's trace (or a new one) and a new span.
-struct Trace {
-    trace_id: String,
-    parent: Option<String>,
-    span: String,
-    flags: String,
-}
-
-impl Trace {
-    fn from(headers: &HeaderMap) -> Trace {
-        let span = format!("{:016x}", rand::random::<u64>() | 1);
-        let incoming = headers.get("traceparent").and_then(|v| v.to_str().ok()).and_then(|v| {
-            let p: Vec<&str> = v.split('-').collect();
-            let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
-            (p.len() >= 4
-                && hex(p[0], 2)
-                && p[0] != "ff"
-                && hex(p[1], 32)
-                && p[1] != "0".repeat(32)
-                && hex(p[2], 16)
-                && p[2] != "0".repeat(16)
-                && hex(p[3], 2))
-            .then(|| (p[1].to_ascii_lowercase(), p[2].to_ascii_lowercase(), p[3].to_string()))
-        });
-        match incoming {
-            Some((trace_id, parent, flags)) => {
-                Trace { trace_id, parent: Some(parent), span, flags }
-            }
-            None => Trace {
-                trace_id: format!("{:032x}", rand::random::<u128>() | 1),
-                parent: None,
-                span,
-                flags: "01".into(),
-            },
-        }
-    }
-
-    fn header(&self) -> String {
-        format!("00-{}-{}-{}", self.trace_id, self.span, self.flags)
-    }
-}
-
-fn request_host(req: &Request<Incoming>) -> String {
-    let raw = req
-        .headers()
-        .get(http::header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| req.uri().authority().map(|a| a.as_str()))
-        .unwrap_or("");
-    let host = match raw.rsplit_once(':') {
-        Some((h, port))
-            if port.bytes().all(|b| b.is_ascii_digit()) && !h.ends_with(']')
-                || raw.starts_with('[') && raw.ends_with(']') =>
-        {
-            if raw.starts_with('[') && raw.ends_with(']') {
-                raw
-            } else {
-                h
-            }
-        }
-        _ => raw,
-    };
-    host.to_ascii_lowercase()
-}
-
-fn query_pairs(q: &str) -> impl Iterator<Item = (&str, &str)> {
-    q.split('&').filter(|p| !p.is_empty()).map(|p| p.split_once('=').unwrap_or((p, "")))
 }
 
 fn matches(
@@ -540,173 +472,9 @@ fn hash_key(cluster: &Cluster, req: &RequestView) -> Option<u64> {
     Some(h.finish())
 }
 
-const HOP_BY_HOP: [&str; 7] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "transfer-encoding",
-    "upgrade",
-    "trailer",
-];
-
-fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let listed: Vec<String> = headers
-        .get_all(http::header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|s| s.trim().to_ascii_lowercase())
-        .filter(|s| !s.is_empty())
-        .collect();
-    for h in HOP_BY_HOP.iter().map(|s| s.to_string()).chain(listed) {
-        headers.remove(h.as_str());
-    }
-}
-
-fn apply_ops(headers: &mut HeaderMap, ops: &HeaderOps) {
-    if ops.is_empty() {
-        return;
-    }
-    for (n, v) in &ops.set {
-        if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(n.as_bytes()), HeaderValue::from_str(v)) {
-            headers.insert(n, v);
-        }
-    }
-    for (n, v) in &ops.add {
-        if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(n.as_bytes()), HeaderValue::from_str(v)) {
-            headers.append(n, v);
-        }
-    }
-    for n in &ops.remove {
-        headers.remove(n.as_str());
-    }
-}
-
-fn prepare_headers(
-    headers: &mut HeaderMap,
-    client: SocketAddr,
-    host: &str,
-    trace: &Trace,
-    rule: &Rule,
-    strip: Option<&str>,
-) {
-    strip_hop_by_hop(headers);
-    if !headers.contains_key(http::header::HOST) {
-        if let Ok(v) = HeaderValue::from_str(host) {
-            headers.insert(http::header::HOST, v);
-        }
-    }
-    let xff = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-        Some(prev) => format!("{prev}, {}", client.ip()),
-        None => client.ip().to_string(),
-    };
-    if let Ok(v) = HeaderValue::from_str(&xff) {
-        headers.insert("x-forwarded-for", v);
-    }
-    if !headers.contains_key("x-forwarded-proto") {
-        headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
-    }
-    if !headers.contains_key("x-request-id") {
-        // A version-4 UUID from the thread's RNG: no system call per request.
-        let r = rand::random::<u128>() & !(0xf000 << 64) & !(0xc000 << 48)
-            | (0x4000 << 64)
-            | (0x8000 << 48);
-        let id = format!(
-            "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
-            (r >> 96) as u32,
-            (r >> 80) as u16,
-            (r >> 64) as u16,
-            (r >> 48) as u16,
-            r & 0xffff_ffff_ffff
-        );
-        if let Ok(v) = HeaderValue::from_str(&id) {
-            headers.insert("x-request-id", v);
-        }
-    }
-    if let Ok(v) = HeaderValue::from_str(&trace.header()) {
-        headers.insert("traceparent", v);
-    }
-    if let Some(h) = strip {
-        headers.remove(h);
-    }
-    apply_ops(headers, &rule.request_headers);
-}
-
-fn replace_prefix(path: &str, prefix: &str, with: &str) -> String {
-    let prefix = prefix.trim_end_matches('/');
-    let rest = path.get(prefix.len()..).unwrap_or("");
-    let mut out = if with.ends_with('/') && rest.starts_with('/') {
-        format!("{}{}", with.trim_end_matches('/'), rest)
-    } else {
-        format!("{with}{rest}")
-    };
-    if out.is_empty() {
-        out.push('/');
-    }
-    if !out.starts_with('/') {
-        out.insert(0, '/');
-    }
-    out
-}
-
-fn rewrite_path(uri: &http::Uri, rule: &Rule, route: &Route) -> String {
-    let path = uri.path();
-    let new = match rule.rewrite.as_ref().and_then(|r| r.path.as_ref()) {
-        Some(PathRewrite::Full(p)) => p.clone(),
-        Some(PathRewrite::Prefix(with)) => {
-            match route.matcher.path.as_ref().and_then(|p| p.prefix()) {
-                Some(prefix) => replace_prefix(path, prefix, with),
-                None => with.clone(),
-            }
-        }
-        None => path.to_string(),
-    };
-    match uri.query() {
-        Some(q) => format!("{new}?{q}"),
-        None => new,
-    }
-}
-
-fn redirect(r: &Redirect, route: &Route, req: &Request<Incoming>, host: &str) -> Response<Body> {
-    let scheme = r.scheme.clone().unwrap_or_else(|| "http".into());
-    let host = r.host.clone().unwrap_or_else(|| host.to_string());
-    let port = match r.port {
-        Some(p) if !((scheme == "http" && p == 80) || (scheme == "https" && p == 443)) => {
-            format!(":{p}")
-        }
-        _ => String::new(),
-    };
-    let path = req.uri().path();
-    let path = match &r.path {
-        Some(PathRewrite::Full(p)) => p.clone(),
-        Some(PathRewrite::Prefix(with)) => {
-            match route.matcher.path.as_ref().and_then(|p| p.prefix()) {
-                Some(prefix) => replace_prefix(path, prefix, with),
-                None => with.clone(),
-            }
-        }
-        None => path.to_string(),
-    };
-    let query = req.uri().query().map(|q| format!("?{q}")).unwrap_or_default();
-    let mut resp = local(r.status, "");
-    if let Ok(v) = HeaderValue::from_str(&format!("{scheme}://{host}{port}{path}{query}")) {
-        resp.headers_mut().insert(http::header::LOCATION, v);
-    }
-    resp
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn prefix_rewrites_keep_the_rest_of_the_path() {
-        assert_eq!(replace_prefix("/v2/items", "/v2", "/"), "/items");
-        assert_eq!(replace_prefix("/v2", "/v2", "/"), "/");
-        assert_eq!(replace_prefix("/old/x", "/old", "/new"), "/new/x");
-        assert_eq!(replace_prefix("/api/", "/api/", "/"), "/");
-    }
 
     #[test]
     fn backoff_is_at_least_the_base_and_capped() {

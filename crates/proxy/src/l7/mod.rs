@@ -15,6 +15,7 @@ pub mod jwt;
 pub mod metrics;
 pub mod model;
 pub mod policy;
+pub mod rewrite;
 
 pub use model::{ClusterKey, ServiceKey};
 

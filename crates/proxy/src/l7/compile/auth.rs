@@ -5,7 +5,7 @@
 //! labels), to Services and Gateways named in `targetRefs`, and to every Service of its
 //! namespace when it names neither (`istio-system`: the whole mesh).
 
-use super::{str_at, targets, Inputs};
+use super::{str_at, strings, targets, Inputs};
 use crate::l7::jwt::{parse_jwks, JwtRule};
 use crate::l7::model::*;
 use serde_json::Value;
@@ -56,10 +56,6 @@ fn scopes(inputs: &Inputs, policy: &Value) -> Vec<Scope> {
             })
         })
         .collect()
-}
-
-fn strings(v: &Value) -> Vec<String> {
-    v.as_array().into_iter().flatten().filter_map(|s| s.as_str().map(str::to_string)).collect()
 }
 
 fn jwt_rules(ra: &Value) -> Vec<JwtRule> {

@@ -7,6 +7,7 @@
 //! since their types are not in k8s-openapi.
 
 pub mod auth;
+pub mod istio;
 pub mod routes;
 
 use super::model::*;
@@ -72,7 +73,7 @@ pub fn compile(inputs: &Inputs) -> Snapshot {
         &inputs.http_routes,
         &inputs.reference_grants,
     ));
-    let (edge, mesh) = routes::virtual_service_routes(&ctx, &inputs.virtual_services);
+    let (edge, mesh) = istio::virtual_service_routes(&ctx, &inputs.virtual_services);
     snap.edge.extend(edge);
     snap.edge.sort_by(|a, b| a.order.cmp(&b.order));
     for (svc, mut routes) in mesh {
@@ -291,6 +292,11 @@ pub fn targets(obj: &Value, ns: &str) -> Vec<Target> {
             })
         })
         .collect()
+}
+
+/// A JSON list of strings (other entries skipped).
+pub fn strings(v: &Value) -> Vec<String> {
+    v.as_array().into_iter().flatten().filter_map(|s| s.as_str().map(str::to_string)).collect()
 }
 
 pub fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
