@@ -307,8 +307,8 @@ impl Engine {
             _ => (None, Some(body)),
         };
         let spec = cluster.spec();
-        let client_for =
-            super::Clients::pick(spec.h2(), spec.pool().max_requests_per_connection == Some(1));
+        let h2 = spec.h2();
+        let keepalive = spec.pool().max_requests_per_connection != Some(1);
         let max_tries = if replay.is_some() { 1 + rule.retry.attempts } else { 1 };
         let mut tried: Vec<SocketAddr> = Vec::new();
         let mut _retry_guard = None;
@@ -320,10 +320,15 @@ impl Engine {
             };
             tried.push(ep.addr);
             ex.backend = Some(ep.addr);
-            let uri = format!("http://{}{}", ep.addr, path_and_query);
-            let mut builder = Request::builder().method(parts.method.clone()).uri(uri);
-            if spec.h2() {
-                builder = builder.version(http::Version::HTTP_2);
+            // HTTP/1.1 connections of our own take the origin form; the h2 client wants the
+            // absolute form to pick its connection.
+            let mut builder = Request::builder().method(parts.method.clone());
+            if h2 {
+                builder = builder
+                    .uri(format!("http://{}{}", ep.addr, path_and_query))
+                    .version(http::Version::HTTP_2);
+            } else {
+                builder = builder.uri(path_and_query.as_str());
             }
             let Ok(mut up) = builder.body(match (&replay, body.take()) {
                 (Some(b), _) => Full::new(b.clone()).map_err(|never| match never {}).boxed(),
@@ -342,14 +347,26 @@ impl Engine {
             ep.active.fetch_add(1, Relaxed);
             ep.stats.active.fetch_add(1, Relaxed);
             let t0 = Instant::now();
-            let sent = client_for.request(up);
+            let addr = ep.addr;
+            let sent = async move {
+                if h2 {
+                    let client = super::Clients::pick(true, false);
+                    match client.request(up).await {
+                        Ok(r) => Ok(r.map(|b| b.boxed())),
+                        Err(e) if e.is_connect() => Err(Failure::Connect),
+                        Err(_) => Err(Failure::Reset),
+                    }
+                } else {
+                    super::upstream::send(addr, up, keepalive).await.map_err(|e| match e {
+                        super::upstream::SendError::Connect => Failure::Connect,
+                        super::upstream::SendError::Reset => Failure::Reset,
+                    })
+                }
+            };
             let result = match per_try {
-                Some(t) => tokio::time::timeout(t, sent).await.map_err(|_| Failure::Timeout),
-                None => Ok(sent.await),
-            }
-            .and_then(|r| {
-                r.map_err(|e| if e.is_connect() { Failure::Connect } else { Failure::Reset })
-            });
+                Some(t) => tokio::time::timeout(t, sent).await.unwrap_or(Err(Failure::Timeout)),
+                None => sent.await,
+            };
             ep.active.fetch_sub(1, Relaxed);
             ep.stats.active.fetch_sub(1, Relaxed);
             let outcome = match &result {
@@ -379,7 +396,7 @@ impl Engine {
                 }
             }
             return match result {
-                Ok(r) => r.map(|b| b.boxed()),
+                Ok(r) => r,
                 Err(Failure::Timeout) => {
                     ex.flags.push("UT");
                     local(504, "upstream request timeout")
@@ -413,7 +430,7 @@ enum Failure {
     Timeout,
 }
 
-fn retriable(on: &RetryOn, result: &Result<Response<Incoming>, Failure>) -> bool {
+fn retriable(on: &RetryOn, result: &Result<Response<Body>, Failure>) -> bool {
     match result {
         Err(Failure::Connect) => on.connect_failure || on.reset || on.five_xx || on.gateway_error,
         Err(_) => on.reset || on.five_xx || on.gateway_error,

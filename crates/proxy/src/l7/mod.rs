@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod model;
 pub mod policy;
 pub mod rewrite;
+pub mod upstream;
 
 pub use model::{ClusterKey, ServiceKey};
 
