@@ -350,8 +350,7 @@ impl Engine {
             let addr = ep.addr;
             let sent = async move {
                 if h2 {
-                    let client = super::Clients::pick(true, false);
-                    match client.request(up).await {
+                    match super::h2_client().request(up).await {
                         Ok(r) => Ok(r.map(|b| b.boxed())),
                         Err(e) if e.is_connect() => Err(Failure::Connect),
                         Err(_) => Err(Failure::Reset),

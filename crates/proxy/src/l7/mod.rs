@@ -54,47 +54,22 @@ pub struct Installed {
 }
 
 thread_local! {
-    /// Each thread keeps its own upstream connections: a request and the connection it uses
-    /// stay on one thread (no cross-thread wake-ups, as in nginx's workers).
-    static CLIENTS: Clients = Clients::new();
-}
-
-/// The upstream HTTP clients: keep-alive HTTP/1.1, h2c, and one without keep-alive (for
-/// `maxRequestsPerConnection: 1`).
-pub struct Clients {
-    h1: Client<HttpConnector, Body>,
-    h2: Client<HttpConnector, Body>,
-    close: Client<HttpConnector, Body>,
-}
-
-impl Clients {
-    fn new() -> Clients {
+    /// Each thread keeps its own HTTP/2 upstream connections (HTTP/1.1 ones: [`upstream`]).
+    static H2: Client<HttpConnector, Body> = {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(Duration::from_secs(5)));
-        let build = |idle: usize, h2: bool| {
-            let mut b = Client::builder(TokioExecutor::new());
-            b.pool_idle_timeout(Duration::from_secs(60)).pool_max_idle_per_host(idle);
-            if h2 {
-                b.http2_only(true);
-            }
-            b.build(connector.clone())
-        };
-        Clients { h1: build(1024, false), h2: build(16, true), close: build(0, false) }
-    }
+        Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(16)
+            .http2_only(true)
+            .build(connector)
+    };
+}
 
-    /// This thread's client for the kind of connection wanted.
-    fn pick(h2: bool, no_keepalive: bool) -> Client<HttpConnector, Body> {
-        CLIENTS.with(|c| {
-            if h2 {
-                c.h2.clone()
-            } else if no_keepalive {
-                c.close.clone()
-            } else {
-                c.h1.clone()
-            }
-        })
-    }
+/// This thread's h2c client (multiplexed, pooled by hyper-util).
+pub(crate) fn h2_client() -> Client<HttpConnector, Body> {
+    H2.with(|c| c.clone())
 }
 
 /// Settings of the engine.
