@@ -73,8 +73,8 @@ impl AccessLog {
 
 /// One request, as the access log writes it.
 pub struct Record<'a> {
-    pub listener: String,
-    pub client: std::net::IpAddr,
+    pub listener: &'a str,
+    pub client: &'a str,
     pub method: &'a str,
     pub authority: &'a str,
     pub path: &'a str,
@@ -134,8 +134,10 @@ impl Record<'_> {
         o.push_str("{\"time\":\"");
         timestamp(&mut o);
         o.push_str("\",\"listener\":");
-        quoted(&mut o, &self.listener);
-        let _ = write!(o, ",\"client\":\"{}\",\"method\":", self.client);
+        quoted(&mut o, self.listener);
+        o.push_str(",\"client\":");
+        quoted(&mut o, self.client);
+        o.push_str(",\"method\":");
         quoted(&mut o, self.method);
         o.push_str(",\"authority\":");
         quoted(&mut o, self.authority);
@@ -154,10 +156,11 @@ impl Record<'_> {
         opt(&mut o, "backend", self.backend.map(|b| b.to_string()).as_deref());
         let _ = write!(
             o,
-            ",\"attempts\":{},\"flags\":\"{}\",\"duration_ms\":{:.3},\"trace_id\":\"{}\",\"span_id\":\"{}\"",
+            ",\"attempts\":{},\"flags\":\"{}\",\"duration_ms\":{}.{:03},\"trace_id\":\"{}\",\"span_id\":\"{}\"",
             self.attempts,
             self.flags.join(","),
-            self.duration.as_secs_f64() * 1e3,
+            self.duration.as_micros() / 1000,
+            self.duration.as_micros() % 1000,
             self.trace_id,
             self.span_id
         );
@@ -174,8 +177,8 @@ mod tests {
     #[test]
     fn records_are_valid_json_lines() {
         let r = Record {
-            listener: "gateway".into(),
-            client: "127.0.0.1".parse().unwrap(),
+            listener: "gateway",
+            client: "127.0.0.1",
             method: "GET",
             authority: "shop.example",
             path: "/a\"b\\c\u{1}",

@@ -90,10 +90,12 @@ fn matches(
 impl Engine {
     pub(crate) async fn handle(
         self: Arc<Self>,
-        kind: Arc<ListenerKind>,
+        listener: Arc<super::Listener>,
         client: SocketAddr,
+        client_ip: Arc<str>,
         req: Request<Incoming>,
     ) -> Response<Body> {
+        let kind = &listener.kind;
         let start = Instant::now();
         let installed = self.installed();
         let trace = Trace::from(req.headers());
@@ -101,7 +103,8 @@ impl Engine {
         let host = request_host(&req);
         let path = req.uri().path().to_string();
         let mut ex = Exchange::default();
-        let mut resp = self.route(&installed, &kind, client, req, &host, &trace, &mut ex).await;
+        let peer = (client, &*client_ip);
+        let mut resp = self.route(&installed, kind, peer, req, &host, &trace, &mut ex).await;
         let status = resp.status().as_u16();
         let took = start.elapsed();
         if let Some(rule) = &ex.route {
@@ -110,8 +113,8 @@ impl Engine {
         strip_hop_by_hop(resp.headers_mut());
         if let Some(log) = &self.access_log {
             log.write(&super::accesslog::Record {
-                listener: kind.name(),
-                client: client.ip(),
+                listener: &listener.name,
+                client: &client_ip,
                 method: &method,
                 authority: &host,
                 path: &path,
@@ -135,7 +138,7 @@ impl Engine {
         &self,
         installed: &Installed,
         kind: &ListenerKind,
-        client: SocketAddr,
+        (client, client_ip): (SocketAddr, &str),
         req: Request<Incoming>,
         host: &str,
         trace: &Trace,
@@ -258,8 +261,9 @@ impl Engine {
         }
         let hash = hash_key(&cluster, &view);
         let started = Instant::now();
-        let resp =
-            self.forward(&cluster, &rule, route, req, client, host, trace, strip, hash, ex).await;
+        let resp = self
+            .forward(&cluster, &rule, route, req, client_ip, host, trace, strip, hash, ex)
+            .await;
         cluster.stats.hop.record(resp.status().as_u16(), started.elapsed());
         let mut resp = resp;
         apply_ops(resp.headers_mut(), &rule.response_headers);
@@ -274,7 +278,7 @@ impl Engine {
         rule: &Rule,
         route: &Route,
         req: Request<Incoming>,
-        client: SocketAddr,
+        client: &str,
         host: &str,
         trace: &Trace,
         strip: Option<String>,
@@ -380,7 +384,17 @@ impl Engine {
             };
             ep.stats.record(status_for_stats, t0.elapsed());
             let out_of_time = deadline.is_some_and(|d| Instant::now() >= d);
-            let retriable = retriable(&rule.retry.on, &result);
+            // As nginx's `proxy_next_upstream error` does by default, an idempotent request whose
+            // connection failed (typically a backend that just exited) goes to another endpoint.
+            let idempotent = matches!(
+                parts.method,
+                http::Method::GET
+                    | http::Method::HEAD
+                    | http::Method::OPTIONS
+                    | http::Method::TRACE
+            );
+            let retriable = retriable(&rule.retry.on, &result)
+                || (idempotent && matches!(result, Err(Failure::Reset)));
             if retriable && ex.attempts < max_tries && !out_of_time {
                 if let Some(g) = cluster.retry_budget() {
                     _retry_guard = Some(g);

@@ -46,6 +46,12 @@ impl ListenerKind {
     }
 }
 
+/// A listener as requests see it: its kind and its name in metrics and logs.
+pub struct Listener {
+    pub kind: ListenerKind,
+    pub name: String,
+}
+
 /// The installed snapshot with what is derived from it once.
 pub struct Installed {
     pub snapshot: model::Snapshot,
@@ -173,8 +179,8 @@ impl Engine {
 
     /// Serve HTTP/1.1 and h2c on `listener` until the task is dropped.
     pub async fn serve(self: Arc<Self>, listener: tokio::net::TcpListener, kind: ListenerKind) {
-        let kind = Arc::new(kind);
-        let stats = self.metrics.listener(&kind.name());
+        let listener_info = Arc::new(Listener { name: kind.name(), kind });
+        let stats = self.metrics.listener(&listener_info.name);
         loop {
             let (stream, client) = match listener.accept().await {
                 Ok(c) => c,
@@ -185,16 +191,21 @@ impl Engine {
             };
             let _ = stream.set_nodelay(true);
             let engine = self.clone();
-            let kind = kind.clone();
+            let info = listener_info.clone();
             let stats = stats.clone();
+            // Formatted once per connection, used by every request on it.
+            let client_ip: Arc<str> = client.ip().to_string().into();
             stats.connections.fetch_add(1, Relaxed);
             stats.active_connections.fetch_add(1, Relaxed);
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(move |req| {
                     let engine = engine.clone();
-                    let kind = kind.clone();
+                    let info = info.clone();
+                    let client_ip = client_ip.clone();
                     async move {
-                        Ok::<_, std::convert::Infallible>(engine.handle(kind, client, req).await)
+                        Ok::<_, std::convert::Infallible>(
+                            engine.handle(info, client, client_ip, req).await,
+                        )
                     }
                 });
                 let mut builder =

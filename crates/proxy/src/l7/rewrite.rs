@@ -6,7 +6,12 @@ use super::model::*;
 use http::header::{HeaderName, HeaderValue};
 use http::{HeaderMap, Request, Response};
 use hyper::body::Incoming;
-use std::net::SocketAddr;
+
+/// The low `digits` hex digits of `v`, zero-padded (cheaper than `format!` on the hot path).
+pub(super) fn hex(v: u128, digits: usize) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    (0..digits).rev().map(|i| DIGITS[((v >> (i * 4)) & 0xf) as usize] as char).collect()
+}
 
 /// W3C trace context for this hop: the caller's trace (or a new one) and a new span.
 pub(super) struct Trace {
@@ -18,7 +23,7 @@ pub(super) struct Trace {
 
 impl Trace {
     pub fn from(headers: &HeaderMap) -> Trace {
-        let span = format!("{:016x}", rand::random::<u64>() | 1);
+        let span = hex(rand::random::<u64>() as u128 | 1, 16);
         let incoming = headers.get("traceparent").and_then(|v| v.to_str().ok()).and_then(|v| {
             let p: Vec<&str> = v.split('-').collect();
             let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
@@ -37,7 +42,7 @@ impl Trace {
                 Trace { trace_id, parent: Some(parent), span, flags }
             }
             None => Trace {
-                trace_id: format!("{:032x}", rand::random::<u128>() | 1),
+                trace_id: hex(rand::random::<u128>() | 1, 32),
                 parent: None,
                 span,
                 flags: "01".into(),
@@ -46,7 +51,15 @@ impl Trace {
     }
 
     pub fn header(&self) -> String {
-        format!("00-{}-{}-{}", self.trace_id, self.span, self.flags)
+        // "00-" trace "-" span "-" flags, built without the formatting machinery.
+        let mut s = String::with_capacity(55);
+        for part in ["00", &self.trace_id, &self.span, &self.flags] {
+            if !s.is_empty() {
+                s.push('-');
+            }
+            s.push_str(part);
+        }
+        s
     }
 }
 
@@ -122,7 +135,7 @@ pub(super) fn apply_ops(headers: &mut HeaderMap, ops: &HeaderOps) {
 
 pub(super) fn prepare_headers(
     headers: &mut HeaderMap,
-    client: SocketAddr,
+    client: &str,
     host: &str,
     trace: &Trace,
     rule: &Rule,
@@ -135,10 +148,10 @@ pub(super) fn prepare_headers(
         }
     }
     let xff = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-        Some(prev) => format!("{prev}, {}", client.ip()),
-        None => client.ip().to_string(),
+        Some(prev) => HeaderValue::from_str(&format!("{prev}, {client}")),
+        None => HeaderValue::from_str(client),
     };
-    if let Ok(v) = HeaderValue::from_str(&xff) {
+    if let Ok(v) = xff {
         headers.insert("x-forwarded-for", v);
     }
     if !headers.contains_key("x-forwarded-proto") {
@@ -149,14 +162,8 @@ pub(super) fn prepare_headers(
         let r = rand::random::<u128>() & !(0xf000 << 64) & !(0xc000 << 48)
             | (0x4000 << 64)
             | (0x8000 << 48);
-        let id = format!(
-            "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
-            (r >> 96) as u32,
-            (r >> 80) as u16,
-            (r >> 64) as u16,
-            (r >> 48) as u16,
-            r & 0xffff_ffff_ffff
-        );
+        let h = hex(r, 32);
+        let id = [&h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32]].join("-");
         if let Ok(v) = HeaderValue::from_str(&id) {
             headers.insert("x-request-id", v);
         }
