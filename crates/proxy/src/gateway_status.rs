@@ -2,6 +2,7 @@
 //! `Programmed` conditions (what `kubectl get gateway` shows), Ingresses their load-balancer
 //! address (the ADDRESS column). Written only when it differs, so a resync writes nothing.
 
+use crate::l7::compile::routes::parent_listeners;
 use crate::l7::compile::{str_at, Inputs};
 use serde_json::{json, Value};
 use std::net::SocketAddr;
@@ -73,18 +74,17 @@ pub fn publish(client: &kube::Client, inputs: &Inputs, addr: SocketAddr) {
     }
 }
 
+/// Routes a listener admits: Gateway API's `attachedRoutes`.
 fn attached(inputs: &Inputs, gw: &Value, listener: &str) -> usize {
-    let gw_ns = str_at(gw, &["metadata", "namespace"]).unwrap_or_default();
-    let gw_name = str_at(gw, &["metadata", "name"]).unwrap_or_default();
     inputs
         .http_routes
         .iter()
         .filter(|r| {
-            let ns = str_at(r, &["metadata", "namespace"]).unwrap_or_default();
+            let ns = str_at(r, &["metadata", "namespace"]).unwrap_or("default");
             r["spec"]["parentRefs"].as_array().into_iter().flatten().any(|p| {
-                p["name"].as_str() == Some(gw_name)
-                    && p["namespace"].as_str().unwrap_or(ns) == gw_ns
-                    && p["sectionName"].as_str().is_none_or(|s| s == listener)
+                parent_listeners(&inputs.gateways, p, ns).is_some_and(|(g, ls)| {
+                    std::ptr::eq(g, gw) && ls.iter().any(|l| l["name"].as_str() == Some(listener))
+                })
             })
         })
         .count()
@@ -127,27 +127,13 @@ fn route_status(client: &kube::Client, inputs: &Inputs, route: &Value) {
         }
         let gw_ns = p["namespace"].as_str().unwrap_or(ns);
         let gw_name = p["name"].as_str().unwrap_or_default();
-        let gw = inputs.gateways.iter().find(|g| {
-            str_at(g, &["metadata", "namespace"]) == Some(gw_ns)
-                && str_at(g, &["metadata", "name"]) == Some(gw_name)
-        });
-        let accepted = match gw {
+        let accepted = match parent_listeners(&inputs.gateways, p, ns) {
             None => Err(("NoMatchingParent", format!("no Gateway {gw_ns}/{gw_name}"))),
-            Some(g) => {
-                let admits = g["spec"]["listeners"].as_array().into_iter().flatten().any(|l| {
-                    p["sectionName"].as_str().is_none_or(|s| l["name"].as_str() == Some(s))
-                        && (gw_ns == ns
-                            || l["allowedRoutes"]["namespaces"]["from"].as_str() == Some("All"))
-                });
-                if admits {
-                    Ok(())
-                } else {
-                    Err((
-                        "NotAllowedByListeners",
-                        "no listener of the Gateway admits this route".into(),
-                    ))
-                }
-            }
+            Some((_, listeners)) if listeners.is_empty() => Err((
+                "NotAllowedByListeners",
+                "no listener of the Gateway admits this route".into(),
+            )),
+            Some(_) => Ok(()),
         };
         let cond = |t: &str, r: &Result<(), (&str, String)>, ok_reason: &str| match r {
             Ok(()) => json!({"type": t, "status": "True", "reason": ok_reason, "message": "",

@@ -159,7 +159,7 @@ impl Engine {
         let mut guards: Vec<InFlight> = Vec::new();
         let route: &Route = match kind {
             ListenerKind::Edge => {
-                if let Some(g) = self.edge_inflight(ex) {
+                if let Some(g) = self.edge_inflight() {
                     guards.push(g);
                 } else {
                     return refusal(
@@ -426,7 +426,7 @@ impl Engine {
         }
     }
 
-    fn edge_inflight(&self, _ex: &mut Exchange) -> Option<InFlight> {
+    fn edge_inflight(&self) -> Option<InFlight> {
         let n = self.edge_inflight.fetch_add(1, Relaxed);
         if n >= self.edge_limit {
             self.edge_inflight.fetch_sub(1, Relaxed);

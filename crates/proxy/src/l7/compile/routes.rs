@@ -207,33 +207,44 @@ pub fn http_routes(
     out
 }
 
+/// What one `parentRef` of a route in `route_ns` reaches: `None` when it names no Gateway;
+/// otherwise the Gateway and its listeners that admit the route (`sectionName`,
+/// `allowedRoutes.namespaces.from`). The data plane and the route's status both ask this.
+pub fn parent_listeners<'a>(
+    gateways: &'a [Value],
+    parent: &Value,
+    route_ns: &str,
+) -> Option<(&'a Value, Vec<&'a Value>)> {
+    if parent["kind"].as_str().unwrap_or("Gateway") != "Gateway" {
+        return None;
+    }
+    let gw_ns = parent["namespace"].as_str().unwrap_or(route_ns);
+    let gw_name = parent["name"].as_str()?;
+    let gw = gateways.iter().find(|g| {
+        str_at(g, &["metadata", "namespace"]) == Some(gw_ns)
+            && str_at(g, &["metadata", "name"]) == Some(gw_name)
+    })?;
+    let listeners = gw["spec"]["listeners"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|l| parent["sectionName"].as_str().is_none_or(|s| l["name"].as_str() == Some(s)))
+        .filter(|l| {
+            let from = l["allowedRoutes"]["namespaces"]["from"].as_str().unwrap_or("Same");
+            from != "Same" || gw_ns == route_ns
+        })
+        .collect();
+    Some((gw, listeners))
+}
+
 /// `Some(listener hostnames)` when one of the route's parentRefs is a Gateway that accepts it.
 fn attachment(gateways: &[Value], route: &Value, ns: &str) -> Option<Vec<HostMatch>> {
     let mut hosts = Vec::new();
     let mut attached = false;
     let mut any_host = false;
     for p in route["spec"]["parentRefs"].as_array().into_iter().flatten() {
-        if p["kind"].as_str().unwrap_or("Gateway") != "Gateway" {
-            continue;
-        }
-        let gw_ns = p["namespace"].as_str().unwrap_or(ns);
-        let Some(gw_name) = p["name"].as_str() else { continue };
-        let Some(gw) = gateways.iter().find(|g| {
-            str_at(g, &["metadata", "namespace"]) == Some(gw_ns)
-                && str_at(g, &["metadata", "name"]) == Some(gw_name)
-        }) else {
-            continue;
-        };
-        for l in gw["spec"]["listeners"].as_array().into_iter().flatten() {
-            if let Some(section) = p["sectionName"].as_str() {
-                if l["name"].as_str() != Some(section) {
-                    continue;
-                }
-            }
-            let from = l["allowedRoutes"]["namespaces"]["from"].as_str().unwrap_or("Same");
-            if from == "Same" && gw_ns != ns {
-                continue;
-            }
+        let Some((_, listeners)) = parent_listeners(gateways, p, ns) else { continue };
+        for l in listeners {
             attached = true;
             match l["hostname"].as_str() {
                 Some(h) => hosts.push(HostMatch::parse(h)),
