@@ -14,6 +14,11 @@ use std::time::Duration;
 use std::time::Instant;
 use tokio::sync::Semaphore;
 
+/// Retries always allowed in flight per Service port, however few requests are active: small
+/// bursts against a backend that just exited (a rollout) are all retried, while at scale the
+/// 20% budget bounds how much retries can add to an outage.
+const MIN_RETRY_CONCURRENCY: usize = 10;
+
 pub struct Endpoint {
     pub addr: SocketAddr,
     pub active: AtomicUsize,
@@ -181,11 +186,11 @@ impl Cluster {
     }
 
     /// A retry may go out while retries in flight stay under 20% of active requests (at least
-    /// 3) and under `maxRetries`: Envoy's retry budget, so retries never multiply an outage.
+    /// [`MIN_RETRY_CONCURRENCY`]) and under `maxRetries`: Envoy's retry budget, so retries never multiply an outage.
     pub fn retry_budget(self: &Arc<Self>) -> Option<RetryGuard> {
         let settings = self.spec().0;
         let active = self.stats.hop.active.load(Relaxed) as usize;
-        let mut allowed = (active / 5).max(3);
+        let mut allowed = (active / 5).max(MIN_RETRY_CONCURRENCY);
         if let Some(m) = settings.spec.pool.max_retries {
             allowed = allowed.min(m);
         }
@@ -503,8 +508,8 @@ mod tests {
     #[test]
     fn retries_have_a_budget() {
         let c = cluster(1, |_| {});
-        let held: Vec<_> = (0..3).map(|_| c.retry_budget().unwrap()).collect();
-        assert!(c.retry_budget().is_none(), "at least 3, 20% of 0 active");
+        let held: Vec<_> = (0..MIN_RETRY_CONCURRENCY).map(|_| c.retry_budget().unwrap()).collect();
+        assert!(c.retry_budget().is_none(), "the minimum, 20% of 0 active");
         drop(held);
         assert!(c.retry_budget().is_some());
     }
