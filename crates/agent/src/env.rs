@@ -194,7 +194,7 @@ fn key_of(
     }
 }
 
-fn field_ref(inputs: &Inputs<'_>, path: &str) -> Result<String, EnvError> {
+pub(crate) fn field_ref(inputs: &Inputs<'_>, path: &str) -> Result<String, EnvError> {
     let meta = &inputs.pod.metadata;
     let spec = inputs.pod.spec.as_ref();
     let bracket = |prefix: &str| -> Option<String> {
@@ -229,7 +229,7 @@ fn field_ref(inputs: &Inputs<'_>, path: &str) -> Result<String, EnvError> {
     Ok(value)
 }
 
-fn resource_field_ref(
+pub(crate) fn resource_field_ref(
     inputs: &Inputs<'_>,
     r: &k8s_openapi::api::core::v1::ResourceFieldSelector,
 ) -> Result<String, EnvError> {

@@ -17,6 +17,8 @@
 //! - [`worker`]: one task per pod; all of Kubernetes' pod policy lives there.
 //! - [`probe`]: startup, liveness and readiness probes.
 //! - [`env`]: environment of a container (`env`, `envFrom`, downward API, `$(VAR)`).
+//! - [`volumes`]: the pod's volumes on the node (emptyDir, configMap, secret, downwardAPI,
+//!   projected, hostPath, persistentVolumeClaim), kept current by watches.
 //! - [`runtime`]: the [`runtime::Runtime`] trait and its two implementations.
 //! - [`shim`]: the small process that holds one container of the process runtime.
 //! - [`logs`], [`server`], [`stats`]: logs and usage, served to the API server.
@@ -31,6 +33,7 @@ pub mod runtime;
 pub mod server;
 pub mod shim;
 pub mod stats;
+pub mod volumes;
 pub mod worker;
 
 use k8s_openapi::api::core::v1::Pod;
@@ -213,6 +216,12 @@ async fn run_pods(shared: Arc<worker::Shared>, mut stop: watch::Receiver<bool>) 
                             );
                             let _ = shared.runtime.remove_sandbox(&pod).await;
                         }
+                    }
+                }
+                // Volumes of pods that no longer exist (those that never ran a container too).
+                for uid in volumes::pods_on_disk(&shared.root) {
+                    if !known.contains(&uid) && !workers.contains_key(&uid) {
+                        volumes::remove(&shared.root, &uid);
                     }
                 }
                 // Workers of pods deleted while the watch was down.

@@ -7,12 +7,17 @@
 //! die and come back: the workload keeps running, its output keeps flowing to the log, and its
 //! exit code is not lost. The shim holds no other state, so it is as small as a thread pair.
 //!
+//! A container with volumes first gets a private mount namespace with each volume at its
+//! `mountPath` ([`mounts`]); the workload inherits it.
+//!
 //! Files in `<dir>`: `spec.json` (written by the agent before the start), `pid` (the
 //! workload's pid and start time, written by the shim once it runs), `exit.json`.
 
+pub mod mounts;
+
 use crate::cgroup::Groups;
 use crate::logs::{LogWriter, Output};
-use crate::runtime::Exit;
+use crate::runtime::{Exit, Mount};
 use chrono::{DateTime, Utc};
 use std::io::Read;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
@@ -35,7 +40,13 @@ pub struct ShimSpec {
     pub log_max_bytes: u64,
     /// Groups to join.
     pub cgroups: Groups,
+    /// Volumes to mount in the container's private mount namespace.
+    #[serde(default)]
+    pub mounts: Vec<Mount>,
 }
+
+/// The `reason` of an [`Exit`] written when the volumes could not be mounted.
+pub const FAILED_MOUNT: &str = "FailedMount";
 
 /// The `pid` file.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -75,6 +86,14 @@ fn run(dir: &Path) -> anyhow::Result<()> {
     let Some((program, args)) = spec.argv.split_first() else {
         return write_exit(dir, start_error(started_at, "no command to run".into()));
     };
+    if !spec.mounts.is_empty() {
+        // Before any thread starts: a user namespace can only be entered by a lone thread.
+        if let Err(e) = mounts::enter(&spec.mounts, dir) {
+            let mut exit = start_error(started_at, e);
+            exit.reason = FAILED_MOUNT.into();
+            return write_exit(dir, exit);
+        }
+    }
     let mut command = Command::new(program);
     command
         .args(args)

@@ -16,6 +16,7 @@ use crate::env;
 use crate::events::{Recorder, Subject};
 use crate::probe::{self, Kind, Report};
 use crate::runtime::*;
+use crate::volumes::PodVolumes;
 use chrono::{DateTime, SecondsFormat, Utc};
 use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Secret, Service};
 use k8s_openapi::ByteString;
@@ -230,6 +231,10 @@ pub struct Worker {
     exits: (mpsc::UnboundedSender<Exited>, mpsc::UnboundedReceiver<Exited>),
     probes: (mpsc::UnboundedSender<Report>, mpsc::UnboundedReceiver<Report>),
     terminated: bool,
+    /// The pod's volumes on this node.
+    volumes: PodVolumes,
+    /// The last `FailedMount` reported, and when (repeats are reported every 30 s).
+    mount_error: Option<(String, Instant)>,
 }
 
 fn now_string() -> String {
@@ -268,7 +273,10 @@ impl Worker {
                 (c.type_.clone(), (c.status.clone(), t.unwrap_or_else(now_string)))
             })
             .collect();
+        let volumes = PodVolumes::new(shared.client.clone(), &shared.root, &pref);
         let mut w = Worker {
+            volumes,
+            mount_error: None,
             shared,
             pod,
             gone: false,
@@ -433,8 +441,10 @@ impl Worker {
                 }
                 Some(exited) = self.exits.1.recv() => self.on_exit(exited),
                 Some(report) = self.probes.1.recv() => self.on_probe(report),
+                Some(event) = self.volumes.next_event() => self.volumes.on_event(event),
                 _ = sleep => {}
             }
+            self.volumes.drain_events();
             // Take everything else that is already there before syncing again.
             while let Ok(e) = self.exits.1.try_recv() {
                 self.on_exit(e);
@@ -639,6 +649,9 @@ impl Worker {
                 return Next::At(Some(Instant::now() + Duration::from_secs(2)));
             }
         }
+        if let Some(wait) = self.sync_volumes().await {
+            return Next::At(wait);
+        }
         let (init, main) = self.spec_containers();
         let policy = self.restart_policy();
         // Init containers, one at a time, in order. A sidecar (an init container with
@@ -699,6 +712,37 @@ impl Worker {
             self.stop_sidecars();
         }
         Next::At(wake)
+    }
+
+    /// Set up and refresh the pod's volumes. Returns `Some(when to look again)` when containers
+    /// must not start yet: a volume is not ready and nothing of the pod has run (a pod already
+    /// running keeps its volumes as they were, as kubelet does).
+    async fn sync_volumes(&mut self) -> Option<Option<Instant>> {
+        let shared = self.shared.clone();
+        let result = self.volumes.sync(&self.pod, &shared.node_ip, shared.allocatable).await;
+        let started = self.slots.values().any(|s| s.current.is_some());
+        match result {
+            Ok(true) => {
+                self.mount_error = None;
+                None
+            }
+            // Waiting for an object's watch: its first event wakes the worker.
+            Ok(false) if !started => Some(Some(Instant::now() + Duration::from_secs(5))),
+            Ok(false) => None,
+            Err(e) => {
+                let message = e.to_string();
+                let repeat = self
+                    .mount_error
+                    .as_ref()
+                    .is_some_and(|(m, at)| *m == message && at.elapsed() < Duration::from_secs(30));
+                if !repeat {
+                    tracing::info!("pod {}/{}: {message}", self.pref.namespace, self.pref.name);
+                    self.shared.recorder.warning(&self.subject(""), "FailedMount", message.clone());
+                    self.mount_error = Some((message, Instant::now()));
+                }
+                (!started).then(|| Some(Instant::now() + Duration::from_secs(2)))
+            }
+        }
     }
 
     /// Start the container unless it must wait; returns when to look again.
@@ -954,6 +998,16 @@ impl Worker {
                 return retry;
             }
         };
+        let mounts = match self.volumes.mounts(c, &env) {
+            Ok(m) => m,
+            Err(e) => {
+                recorder.warning(&subject, "Failed", format!("Error: {e}"));
+                let slot = self.slots.entry(name.clone()).or_default();
+                slot.waiting = Some(("CreateContainerConfigError".into(), e));
+                slot.not_before = retry;
+                return retry;
+            }
+        };
         let slot = self.slots.entry(name.clone()).or_default();
         let attempt = slot.next_attempt();
         let config = ContainerConfig {
@@ -972,14 +1026,24 @@ impl Worker {
                 .join(&name)
                 .join(format!("{attempt}.log")),
             ports,
+            mounts,
         };
         let Some(sandbox) = self.sandbox.clone() else { return retry };
+        let pod_subject = self.subject("");
         let started = self.shared.runtime.start_container(&sandbox, &config).await;
         let slot = self.slots.entry(name.clone()).or_default();
         slot.not_before = None;
         slot.image_id = image_id;
         let id = match started {
             Ok(id) => id,
+            Err(RuntimeError::Mount(message)) => {
+                // The host refused the container's mounts: it has not run, the pod waits.
+                let message = format!("MountVolume.SetUp failed: {message}");
+                recorder.warning(&pod_subject, "FailedMount", message.clone());
+                slot.waiting = Some(("ContainerCreating".into(), message));
+                slot.not_before = Some(Instant::now() + Duration::from_secs(10));
+                return slot.not_before;
+            }
             Err(e) => {
                 let message = e.to_string();
                 recorder.warning(&subject, "Failed", format!("Error: {message}"));
@@ -1133,6 +1197,7 @@ impl Worker {
                 self.pref.name
             );
         }
+        crate::volumes::remove(&self.shared.root, &self.pref.uid);
         if !self.gone {
             self.terminated = true;
             self.publish().await;

@@ -90,6 +90,7 @@ fn container(pod: &PodRef, name: &str, command: &[&str]) -> ContainerConfig {
         limits: Limits::default(),
         log_path: PathBuf::from("/nonexistent/unused.log"),
         ports: vec![],
+        mounts: vec![],
     }
 }
 

@@ -17,6 +17,7 @@ pub(crate) mod json;
 mod meta;
 pub mod names;
 mod pod;
+mod volume;
 
 pub use names::{is_dns1123_label, is_dns1123_subdomain, is_qualified_name, is_valid_label_value};
 
@@ -41,6 +42,8 @@ pub enum ErrorType {
     TooLong,
     /// A list has too many items.
     TooMany,
+    /// A value names something that does not exist.
+    NotFound,
 }
 
 impl ErrorType {
@@ -54,6 +57,7 @@ impl ErrorType {
             ErrorType::Forbidden => "Forbidden",
             ErrorType::TooLong => "Too long",
             ErrorType::TooMany => "Too many",
+            ErrorType::NotFound => "Not found",
         }
     }
 }
@@ -83,6 +87,7 @@ impl FieldError {
             ErrorType::Forbidden => "FieldValueForbidden",
             ErrorType::TooLong => "FieldValueTooLong",
             ErrorType::TooMany => "FieldValueTooMany",
+            ErrorType::NotFound => "FieldValueNotFound",
         }
     }
 
@@ -161,6 +166,16 @@ impl FieldError {
             field: field.into(),
             value: None,
             detail: detail.into(),
+        }
+    }
+
+    /// A value that names something that does not exist; `value` is already rendered.
+    pub fn not_found(field: impl Into<String>, value: impl Into<String>) -> Self {
+        FieldError {
+            type_: ErrorType::NotFound,
+            field: field.into(),
+            value: Some(value.into()),
+            detail: String::new(),
         }
     }
 

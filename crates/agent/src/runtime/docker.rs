@@ -29,6 +29,11 @@
 //! image (`busybox` means `busybox:latest`) and reports a missing one as
 //! [`RuntimeError::ImageNotFound`], which the worker shows as `ErrImagePull`.
 //!
+//! # Volumes
+//!
+//! The worker prepares every volume on the node (see `crate::volumes`); this runtime bind-mounts
+//! each one at its `mountPath`, read-only where asked.
+//!
 //! # Labels
 //!
 //! Every container carries `io.kumo.pod.namespace`, `io.kumo.pod.name`, `io.kumo.pod.uid`,
@@ -44,7 +49,8 @@ use bollard::errors::Error as EngineError;
 use bollard::exec::{StartExecOptions, StartExecResults};
 use bollard::models::{
     ContainerCreateBody, ContainerState as EngineState, ContainerStateStatusEnum, ExecConfig,
-    HostConfig, HostConfigLogConfig, RestartPolicy, RestartPolicyNameEnum,
+    HostConfig, HostConfigLogConfig, Mount as EngineMount, MountType, RestartPolicy,
+    RestartPolicyNameEnum,
 };
 use bollard::query_parameters::{
     CreateContainerOptions, InspectContainerOptions, ListContainersOptions, LogsOptions,
@@ -615,6 +621,22 @@ fn create_body(sandbox: &SandboxId, config: &ContainerConfig) -> ContainerCreate
                 ("max-file".to_string(), "5".to_string()),
             ])),
         }),
+        // Volumes are directories (or, for a subPath, files) the agent prepared on the node;
+        // a memory-backed emptyDir is a tmpfs the agent mounted there, so containers of the
+        // pod share it.
+        mounts: (!config.mounts.is_empty()).then(|| {
+            config
+                .mounts
+                .iter()
+                .map(|m| EngineMount {
+                    target: Some(m.container_path.clone()),
+                    source: Some(m.host_path.display().to_string()),
+                    typ: Some(MountType::BIND),
+                    read_only: Some(m.read_only),
+                    ..Default::default()
+                })
+                .collect()
+        }),
         ..Default::default()
     };
 
@@ -770,6 +792,7 @@ mod tests {
             limits: Limits::default(),
             log_path: "/tmp/x.log".into(),
             ports: vec![],
+            mounts: vec![],
         }
     }
 

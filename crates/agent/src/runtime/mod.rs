@@ -104,6 +104,21 @@ pub struct ContainerConfig {
     pub log_path: PathBuf,
     /// The container's own ports.
     pub ports: Vec<PortMapping>,
+    /// The pod's volumes as this container mounts them, parents before children.
+    #[serde(default)]
+    pub mounts: Vec<Mount>,
+}
+
+/// One volume mount of a container: a host path (a volume's directory, or a file or
+/// directory inside it for a `subPath`) shown at `container_path`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Mount {
+    /// What the container sees, on the node.
+    pub host_path: PathBuf,
+    /// Where the container sees it (absolute).
+    pub container_path: String,
+    /// Mounted read-only.
+    pub read_only: bool,
 }
 
 /// A container made by [`Runtime::start_container`].
@@ -205,6 +220,10 @@ pub enum RuntimeError {
     /// No such container or sandbox.
     #[error("not found: {0}")]
     NotFound(String),
+    /// The container's volumes could not be mounted (`FailedMount`): the host allows no
+    /// private mount namespace, or a mount point cannot be made.
+    #[error("{0}")]
+    Mount(String),
     /// Anything else (I/O, the engine's API).
     #[error("{0}")]
     Other(String),

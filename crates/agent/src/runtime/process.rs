@@ -202,17 +202,31 @@ impl Runtime for ProcessRuntime {
         };
         let cwd = config.working_dir.as_ref().map(PathBuf::from);
         if let Some(dir) = &cwd {
-            if !dir.is_dir() {
+            if !on_host(dir, &config.mounts).is_dir() {
                 return Err(RuntimeError::Start(format!(
                     "workingDir {:?} does not exist on the node",
                     dir.display().to_string()
                 )));
             }
         }
-        let Some(resolved) = Self::resolve(program, &config.env, cwd.as_deref()) else {
-            return Err(RuntimeError::Start(format!(
-                "exec: {program:?}: executable file not found in $PATH"
-            )));
+        let resolved = match Self::resolve(program, &config.env, cwd.as_deref()) {
+            Some(p) => p,
+            // A program inside a volume exists only in the container's mount namespace.
+            None if program.starts_with('/')
+                && Self::resolve(
+                    &on_host(Path::new(program), &config.mounts).display().to_string(),
+                    &config.env,
+                    None,
+                )
+                .is_some() =>
+            {
+                PathBuf::from(program)
+            }
+            None => {
+                return Err(RuntimeError::Start(format!(
+                    "exec: {program:?}: executable file not found in $PATH"
+                )))
+            }
         };
         let id = ContainerId(uuid::Uuid::new_v4().simple().to_string());
         let dir = self.dir(&id)?;
@@ -233,6 +247,7 @@ impl Runtime for ProcessRuntime {
             log_path: config.log_path.clone(),
             log_max_bytes: LOG_MAX_BYTES,
             cgroups,
+            mounts: config.mounts.clone(),
         };
         let record = Record { config: config.clone(), sandbox: sandbox.clone(), shim: spec };
         let json = |e: serde_json::Error| RuntimeError::Other(e.to_string());
@@ -260,9 +275,13 @@ impl Runtime for ProcessRuntime {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         loop {
             if let Some(exit) = Self::exit_file(&dir) {
-                if exit.reason == "StartError" {
+                if exit.reason == "StartError" || exit.reason == shim::FAILED_MOUNT {
                     let _ = std::fs::remove_dir_all(&dir);
-                    return Err(RuntimeError::Start(exit.message.unwrap_or_default()));
+                    let message = exit.message.unwrap_or_default();
+                    if exit.reason == shim::FAILED_MOUNT {
+                        return Err(RuntimeError::Mount(message));
+                    }
+                    return Err(RuntimeError::Start(message));
                 }
                 return Ok(id);
             }
@@ -362,20 +381,40 @@ impl Runtime for ProcessRuntime {
             return Err(RuntimeError::Other("exec: empty command".into()));
         };
         let cwd = record.shim.working_dir.clone();
-        let Some(resolved) = Self::resolve(program, &record.shim.env, cwd.as_deref()) else {
-            return Err(RuntimeError::Start(format!(
-                "exec: {program:?}: executable file not found in $PATH"
-            )));
+        let mut cmd = if record.shim.mounts.is_empty() {
+            let Some(resolved) = Self::resolve(program, &record.shim.env, cwd.as_deref()) else {
+                return Err(RuntimeError::Start(format!(
+                    "exec: {program:?}: executable file not found in $PATH"
+                )));
+            };
+            let mut cmd = tokio::process::Command::new(resolved);
+            cmd.args(&command[1..]);
+            if let Some(cwd) = cwd {
+                cmd.current_dir(cwd);
+            }
+            cmd
+        } else {
+            // The command runs where the workload runs: in its mount namespace (and user
+            // namespace when unprivileged), with its root and working directory.
+            let dir = self.dir(id)?;
+            let pid = Self::pid_file(&dir)
+                .map(|p| p.pid)
+                .ok_or_else(|| RuntimeError::NotFound(id.0.clone()))?;
+            let nsenter = Self::resolve("nsenter", &[], None).ok_or_else(|| {
+                RuntimeError::Other("exec into a container with volumes needs nsenter".into())
+            })?;
+            let mut cmd = tokio::process::Command::new(nsenter);
+            cmd.arg("-t").arg(pid.to_string()).arg("-m");
+            if !shim::mounts::privileged() {
+                cmd.args(["-U", "--preserve-credentials"]);
+            }
+            cmd.args(["-r", "-w", "--"]).args(command);
+            cmd
         };
-        let mut cmd = tokio::process::Command::new(resolved);
-        cmd.args(&command[1..])
-            .env_clear()
+        cmd.env_clear()
             .envs(record.shim.env.iter().map(|(k, v)| (k, v)))
             .stdin(std::process::Stdio::null())
             .kill_on_drop(true);
-        if let Some(cwd) = cwd {
-            cmd.current_dir(cwd);
-        }
         let output = match tokio::time::timeout(timeout, cmd.output()).await {
             Ok(out) => out?,
             Err(_) => {
@@ -423,6 +462,24 @@ impl Runtime for ProcessRuntime {
             .ok_or_else(|| RuntimeError::NotFound(id.0.clone()))?;
         Ok(proc_stats(pid).unwrap_or_default())
     }
+}
+
+/// Where a container path is on the host: inside the volume mounted over it, if one is.
+fn on_host(path: &Path, mounts: &[Mount]) -> PathBuf {
+    mounts
+        .iter()
+        .filter_map(|m| Some((m, path.strip_prefix(&m.container_path).ok()?)))
+        .max_by_key(|(m, _)| m.container_path.len())
+        .map_or_else(
+            || path.to_path_buf(),
+            |(m, rest)| {
+                if rest.as_os_str().is_empty() {
+                    m.host_path.clone()
+                } else {
+                    m.host_path.join(rest)
+                }
+            },
+        )
 }
 
 fn proc_stats(pid: u32) -> Option<ContainerStats> {

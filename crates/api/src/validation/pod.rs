@@ -6,6 +6,7 @@ use super::meta::{validate_annotations, validate_labels};
 use super::names::{
     inclusive_range_error, is_dns1123_label, is_env_var_name, is_valid_port_name, is_valid_port_num,
 };
+use super::volume;
 use super::{go_quote, render_value, FieldError};
 use serde_json::Value;
 use std::collections::BTreeSet;
@@ -46,9 +47,10 @@ pub(crate) fn validate_pod_template(template: Option<&Value>, path: &str) -> Vec
 /// A pod spec at `path`.
 pub(crate) fn validate_pod_spec(spec: &Value, path: &str) -> Vec<FieldError> {
     let mut errs = Vec::new();
-    // Volumes: named, DNS labels, unique.
+    // Volumes: named, DNS labels, unique, one source each.
     let mut volumes = BTreeSet::new();
     for (i, v) in arr_at(spec, &["volumes"]).iter().enumerate() {
+        errs.extend(volume::validate_volume_source(v, &format!("{path}.volumes[{i}]")));
         let p = format!("{path}.volumes[{i}].name");
         let name = str_at(v, &["name"]).unwrap_or("");
         if name.is_empty() {
@@ -69,10 +71,14 @@ pub(crate) fn validate_pod_spec(spec: &Value, path: &str) -> Vec<FieldError> {
         errs.push(FieldError::required(format!("{path}.containers"), ""));
     }
     for (i, c) in containers.iter().enumerate() {
-        errs.extend(validate_container(c, &format!("{path}.containers[{i}]"), &mut names));
+        let p = format!("{path}.containers[{i}]");
+        errs.extend(validate_container(c, &p, &mut names));
+        errs.extend(volume::validate_volume_mounts(c, &p, &volumes));
     }
     for (i, c) in arr_at(spec, &["initContainers"]).iter().enumerate() {
-        errs.extend(validate_container(c, &format!("{path}.initContainers[{i}]"), &mut names));
+        let p = format!("{path}.initContainers[{i}]");
+        errs.extend(validate_container(c, &p, &mut names));
+        errs.extend(volume::validate_volume_mounts(c, &p, &volumes));
     }
     if let Some(policy) = str_at(spec, &["restartPolicy"]) {
         match policy {
@@ -211,14 +217,6 @@ fn validate_container(c: &Value, path: &str, names: &mut BTreeSet<String>) -> Ve
                 "\"\"",
                 "may not be specified when `value` is not empty",
             ));
-        }
-    }
-    for (i, m) in arr_at(c, &["volumeMounts"]).iter().enumerate() {
-        if str_at(m, &["name"]).unwrap_or("").is_empty() {
-            errs.push(FieldError::required(format!("{path}.volumeMounts[{i}].name"), ""));
-        }
-        if str_at(m, &["mountPath"]).unwrap_or("").is_empty() {
-            errs.push(FieldError::required(format!("{path}.volumeMounts[{i}].mountPath"), ""));
         }
     }
     errs
