@@ -289,6 +289,7 @@ impl Cluster {
     /// Kill what the process runtime started (shims and their workloads survive kumo by
     /// design), so no test leaves a process behind.
     pub fn kill_workloads(&self) {
+        self.unmount_volumes();
         let Ok(dirs) = std::fs::read_dir(self.data_dir().join("agent/containers")) else {
             return;
         };
@@ -307,6 +308,24 @@ impl Cluster {
                     .stderr(Stdio::null())
                     .status();
             }
+        }
+    }
+}
+
+impl Cluster {
+    /// Unmount what the agent mounted under the data dir (memory-backed emptyDirs) and a
+    /// killed kumo could not: the temp dir can then be removed and no mount outlives a test.
+    fn unmount_volumes(&self) {
+        let Ok(dir) = self.data_dir().canonicalize() else { return };
+        let Ok(table) = std::fs::read_to_string("/proc/self/mountinfo") else { return };
+        let mut points: Vec<&str> = table
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4))
+            .filter(|p| Path::new(p).starts_with(&dir))
+            .collect();
+        points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+        for p in points {
+            let _ = Command::new("umount").args(["-l", p]).stderr(Stdio::null()).status();
         }
     }
 }
