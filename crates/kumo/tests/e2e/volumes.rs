@@ -357,3 +357,90 @@ spec:
     assert!(!logs(&c, &marker, "writer").contains("MIXED"));
     c.kubectl(&["delete", "pod", &marker, "--timeout=60s"]);
 }
+
+#[test]
+fn a_claim_waits_until_bound_then_mounts_its_volumes_node_directory() {
+    let c = Cluster::with_agent(&[]);
+    let host_dir = c.dir.path().join("pv-data");
+    std::fs::create_dir_all(&host_dir).expect("pv dir");
+    let manifest = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: stateful}
+spec:
+  containers:
+  - name: c
+    image: busybox
+    command: ["sh", "-c"]
+    args:
+    - |
+      echo kept > /kumo-e2e-data/hello
+      touch /kumo-e2e-ro/x 2>/dev/null && echo WRITABLE || echo read-only
+      exec sleep 600
+    volumeMounts:
+    - {name: data, mountPath: /kumo-e2e-data}
+    - {name: same, mountPath: /kumo-e2e-ro}
+  volumes:
+  - {name: data, persistentVolumeClaim: {claimName: claim}}
+  - {name: same, persistentVolumeClaim: {claimName: claim, readOnly: true}}
+"#;
+    c.kubectl_in(&["apply", "-f", "-"], manifest);
+    let failed_mount = |message: &str| {
+        let events = c.get_json(&["events", "--field-selector", "involvedObject.name=stateful"]);
+        events["items"].as_array().into_iter().flatten().any(|e| {
+            e["reason"] == "FailedMount"
+                && e["message"].as_str().is_some_and(|m| m.ends_with(message))
+        })
+    };
+    c.eventually("FailedMount: claim not found", Duration::from_secs(30), || {
+        failed_mount("persistentvolumeclaim \"claim\" not found")
+    });
+    let volumes = format!(
+        r#"
+apiVersion: v1
+kind: PersistentVolume
+metadata: {{name: pv-e2e}}
+spec:
+  capacity: {{storage: 1Gi}}
+  accessModes: [ReadWriteOnce]
+  storageClassName: ""
+  hostPath: {{path: {}}}
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {{name: claim}}
+spec:
+  accessModes: [ReadWriteOnce]
+  storageClassName: ""
+  volumeName: pv-e2e
+  resources: {{requests: {{storage: 1Gi}}}}
+"#,
+        host_dir.display()
+    );
+    c.kubectl_in(&["apply", "-f", "-"], &volumes);
+    let bound = c.get_json(&["pvc", "claim"])["status"]["phase"] == "Bound";
+    if !bound {
+        c.eventually("FailedMount: claim not bound", Duration::from_secs(30), || {
+            failed_mount("persistentvolumeclaim \"claim\" is not bound")
+        });
+        // No binder in this cluster: bind it as the PV controller would.
+        c.kubectl(&[
+            "patch",
+            "pvc",
+            "claim",
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            r#"{"status":{"phase":"Bound"}}"#,
+        ]);
+    }
+    c.kubectl(&["wait", "--for=condition=Ready", "pod/stateful", "--timeout=60s"]);
+    c.eventually("the file on the PV's node directory", Duration::from_secs(20), || {
+        std::fs::read_to_string(host_dir.join("hello")).is_ok_and(|s| s == "kept\n")
+    });
+    wait_log(&c, "stateful", "c", "read-only", 20);
+    c.kubectl(&["delete", "pod", "stateful", "--timeout=60s"]);
+    // The agent never deletes a claim's data.
+    assert_eq!(std::fs::read_to_string(host_dir.join("hello")).expect("kept"), "kept\n");
+    assert!(!Path::new("/kumo-e2e-data").exists() && !Path::new("/kumo-e2e-ro").exists());
+}
