@@ -112,7 +112,7 @@ fn is_shim(pid: u32) -> bool {
 
 /// Kill every workload (its whole process group) and shim recorded under `root`; returns how
 /// many containers still had something alive.
-fn kill_workloads(root: &Path) -> usize {
+pub(crate) fn kill_workloads(root: &Path) -> usize {
     use nix::sys::signal::{kill, killpg, Signal};
     use nix::unistd::Pid;
     let live = live_containers(root);

@@ -7,6 +7,8 @@
 //!   `kumo up` to ready.
 //! - `kumo-bench agent` (`bench/agent`): the node agent's pod start-up latency and RSS; see
 //!   [`agent`].
+//! - `kumo-bench volumes` (`bench/volumes`): ConfigMap update → file latency and pod start
+//!   time with volumes; see [`volumes`].
 //! - `kumo-bench serve PORT`: the trivial HTTP server the agent benchmark's pods run.
 
 use anyhow::{bail, Context, Result};
@@ -19,6 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 mod agent;
+mod volumes;
 
 const VALUE_1K: usize = 1000;
 
@@ -240,6 +243,7 @@ fn main() -> Result<()> {
         // No async runtime: the pods' server stays a single small thread.
         Some("serve") => agent::serve(&args[1..]),
         Some("agent") => runtime()?.block_on(agent::main(&args[1..])),
+        Some("volumes") => runtime()?.block_on(volumes::main(&args[1..])),
         None => runtime()?.block_on(foundation()),
         Some(other) => bail!("unknown subcommand {other:?}: use none, `agent` or `serve PORT`"),
     }

@@ -67,6 +67,10 @@ spec:
         last=$1
         sleep 0.02
       done
+    # The probe runs where the process runs: it sees the volume too.
+    readinessProbe:
+      exec: {{command: ["cat", "{mount}/a"]}}
+      periodSeconds: 1
     volumeMounts:
     - {{name: cfg, mountPath: {mount}}}
     - {{name: cfg, mountPath: {sub}, subPath: app.conf}}
