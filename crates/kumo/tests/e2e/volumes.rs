@@ -448,3 +448,61 @@ spec:
     assert_eq!(std::fs::read_to_string(host_dir.join("hello")).expect("kept"), "kept\n");
     assert!(!Path::new("/kumo-e2e-data").exists() && !Path::new("/kumo-e2e-ro").exists());
 }
+
+/// The unprivileged path of the process runtime: `kumo shim`, run as `nobody`, mounts the
+/// volumes in a user namespace of its own, read-only where asked, at paths the host does not
+/// have (under `/etc`, and a new top-level directory), and the host never sees them.
+#[test]
+fn the_shim_mounts_volumes_without_root_in_a_user_namespace() {
+    use std::os::unix::fs::PermissionsExt;
+    let root = std::fs::read_to_string("/proc/self/status")
+        .is_ok_and(|s| s.lines().any(|l| l.starts_with("Uid:") && l.contains("\t0\t")));
+    if !root || !Path::new("/usr/bin/setpriv").exists() {
+        eprintln!("SKIPPED: needs root (to become nobody) and setpriv");
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (dir, vol) = (tmp.path().join("c"), tmp.path().join("vol"));
+    std::fs::create_dir_all(&dir).expect("dir");
+    std::fs::create_dir_all(&vol).expect("vol");
+    std::fs::write(vol.join("f"), "hello-userns").expect("f");
+    let id = std::process::id();
+    let (etc, top) = (format!("/etc/kumo-userns-{id}"), format!("/kumo-userns-{id}"));
+    let script = format!(
+        "cat {etc}/f; echo; touch {etc}/g 2>/dev/null && echo WRITABLE || echo read-only; \
+         id -u; touch {top}/h && echo top-writable"
+    );
+    let spec = serde_json::json!({
+        "argv": ["/bin/sh", "-c", script],
+        "env": [["PATH", "/usr/bin:/bin"]],
+        "working_dir": null,
+        "log_path": dir.join("log"),
+        "log_max_bytes": 1_000_000,
+        "cgroups": {"version": "", "dirs": []},
+        "mounts": [
+            {"host_path": vol, "container_path": etc, "read_only": true},
+            {"host_path": vol, "container_path": top, "read_only": false}
+        ]
+    });
+    std::fs::write(dir.join("spec.json"), spec.to_string()).expect("spec");
+    for p in [tmp.path(), &dir, &vol, &vol.join("f")] {
+        std::os::unix::fs::chown(p, Some(65534), Some(65534)).expect("chown");
+        let mode = if p.is_dir() { 0o755 } else { 0o644 };
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).expect("chmod");
+    }
+    let out = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", env!("CARGO_BIN_EXE_kumo")])
+        .arg("shim")
+        .arg(&dir)
+        .current_dir("/")
+        .output()
+        .expect("shim");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let exit = std::fs::read_to_string(dir.join("exit.json")).expect("exit.json");
+    assert!(exit.contains("\"Completed\""), "{exit}");
+    let log = std::fs::read_to_string(dir.join("log")).expect("log");
+    let lines: Vec<&str> = log.lines().filter_map(|l| l.splitn(4, ' ').nth(3)).collect();
+    assert_eq!(lines, ["hello-userns", "read-only", "65534", "top-writable"], "{log}");
+    assert!(vol.join("h").exists(), "a write through the volume reaches its directory");
+    assert!(!Path::new(&etc).exists() && !Path::new(&top).exists());
+}
