@@ -886,6 +886,35 @@ mod tests {
     }
 
     #[test]
+    fn volumes_become_bind_mounts() {
+        let mut config = config();
+        assert!(create_body(&SandboxId("x".into()), &config).host_config.unwrap().mounts.is_none());
+        config.mounts = vec![
+            crate::runtime::Mount {
+                host_path: "/data/pods/u/volumes/kubernetes.io~configmap/cfg".into(),
+                container_path: "/etc/app".into(),
+                read_only: true,
+            },
+            crate::runtime::Mount {
+                host_path: "/data/pods/u/volumes/kubernetes.io~empty-dir/scratch".into(),
+                container_path: "/scratch".into(),
+                read_only: false,
+            },
+        ];
+        let mounts =
+            create_body(&SandboxId("x".into()), &config).host_config.unwrap().mounts.unwrap();
+        assert_eq!(mounts.len(), 2);
+        assert_eq!(mounts[0].typ, Some(MountType::BIND));
+        assert_eq!(mounts[0].target.as_deref(), Some("/etc/app"));
+        assert_eq!(
+            mounts[0].source.as_deref(),
+            Some("/data/pods/u/volumes/kubernetes.io~configmap/cfg")
+        );
+        assert_eq!(mounts[0].read_only, Some(true));
+        assert_eq!(mounts[1].read_only, Some(false));
+    }
+
+    #[test]
     fn states_read_like_kubernetes() {
         let exited = |code: i64, oom: bool| EngineState {
             status: Some(ContainerStateStatusEnum::EXITED),
