@@ -4,7 +4,7 @@
 use super::json::{arr_at, as_int, at, int_at, obj_at, str_at, string_map};
 use super::meta::validate_labels;
 use super::names::is_valid_path_segment_name;
-use super::pod::validate_pod_template;
+use super::pod::{validate_pod_template, validate_pod_template_with};
 use super::{go_quote, go_string_map, render_value, FieldError};
 use serde_json::Value;
 
@@ -168,7 +168,12 @@ fn validate_apps(kind: &str, obj: &Value, old: Option<&Value>) -> Vec<FieldError
             }
         }
     }
-    errs.extend(validate_pod_template(template, "spec.template"));
+    // A StatefulSet's pods also get a volume per claim template.
+    let claims: Vec<String> = arr_at(obj, &["spec", "volumeClaimTemplates"])
+        .iter()
+        .filter_map(|c| str_at(c, &["metadata", "name"]).map(String::from))
+        .collect();
+    errs.extend(validate_pod_template_with(template, "spec.template", &claims));
     if let Some(t) = template {
         if let Some(policy) = str_at(t, &["spec", "restartPolicy"]).filter(|p| *p != "Always") {
             errs.push(FieldError::not_supported(

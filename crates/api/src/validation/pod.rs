@@ -30,6 +30,16 @@ pub(crate) fn validate_pod(obj: &Value, old: Option<&Value>) -> Vec<FieldError> 
 
 /// A pod template: its labels and annotations, and its spec.
 pub(crate) fn validate_pod_template(template: Option<&Value>, path: &str) -> Vec<FieldError> {
+    validate_pod_template_with(template, path, &[])
+}
+
+/// A pod template whose `volumeMounts` may also name `claims` (a StatefulSet's
+/// `volumeClaimTemplates`, which become volumes of its pods).
+pub(crate) fn validate_pod_template_with(
+    template: Option<&Value>,
+    path: &str,
+    claims: &[String],
+) -> Vec<FieldError> {
     let Some(t) = template.filter(|t| t.is_object()) else {
         return vec![FieldError::required(path, "")];
     };
@@ -40,12 +50,18 @@ pub(crate) fn validate_pod_template(template: Option<&Value>, path: &str) -> Vec
         &format!("{path}.metadata.annotations"),
     ));
     let empty = Value::Null;
-    errs.extend(validate_pod_spec(at(t, &["spec"]).unwrap_or(&empty), &format!("{path}.spec")));
+    let spec = at(t, &["spec"]).unwrap_or(&empty);
+    errs.extend(validate_pod_spec_with(spec, &format!("{path}.spec"), claims));
     errs
 }
 
 /// A pod spec at `path`.
 pub(crate) fn validate_pod_spec(spec: &Value, path: &str) -> Vec<FieldError> {
+    validate_pod_spec_with(spec, path, &[])
+}
+
+/// A pod spec at `path` whose mounts may also name the volumes `extra`.
+fn validate_pod_spec_with(spec: &Value, path: &str, extra: &[String]) -> Vec<FieldError> {
     let mut errs = Vec::new();
     // Volumes: named, DNS labels, unique, one source each.
     let mut volumes = BTreeSet::new();
@@ -64,6 +80,8 @@ pub(crate) fn validate_pod_spec(spec: &Value, path: &str) -> Vec<FieldError> {
             errs.push(FieldError::duplicate(p, go_quote(name)));
         }
     }
+    let mut mountable = volumes.clone();
+    mountable.extend(extra.iter().cloned());
     // Containers, then init containers (whose names must not clash with either list).
     let containers = arr_at(spec, &["containers"]);
     let mut names = BTreeSet::new();
@@ -73,12 +91,12 @@ pub(crate) fn validate_pod_spec(spec: &Value, path: &str) -> Vec<FieldError> {
     for (i, c) in containers.iter().enumerate() {
         let p = format!("{path}.containers[{i}]");
         errs.extend(validate_container(c, &p, &mut names));
-        errs.extend(volume::validate_volume_mounts(c, &p, &volumes));
+        errs.extend(volume::validate_volume_mounts(c, &p, &mountable));
     }
     for (i, c) in arr_at(spec, &["initContainers"]).iter().enumerate() {
         let p = format!("{path}.initContainers[{i}]");
         errs.extend(validate_container(c, &p, &mut names));
-        errs.extend(volume::validate_volume_mounts(c, &p, &volumes));
+        errs.extend(volume::validate_volume_mounts(c, &p, &mountable));
     }
     if let Some(policy) = str_at(spec, &["restartPolicy"]) {
         match policy {

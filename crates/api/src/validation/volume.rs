@@ -220,6 +220,20 @@ mod tests {
     }
 
     #[test]
+    fn statefulset_templates_may_mount_their_claims() {
+        let t = json!({"metadata": {"labels": {"a": "b"}}, "spec": {"containers": [
+            {"name": "c", "image": "i", "volumeMounts": [{"name": "data", "mountPath": "/d"}]}]}});
+        let with = super::super::pod::validate_pod_template_with(
+            Some(&t),
+            "spec.template",
+            &["data".to_string()],
+        );
+        assert!(with.is_empty(), "{with:?}");
+        let without = super::super::pod::validate_pod_template(Some(&t), "spec.template");
+        assert_eq!(without.len(), 1, "{without:?}");
+    }
+
+    #[test]
     fn volumes_have_one_source_and_safe_item_paths() {
         let v = json!({"name": "v", "emptyDir": {}, "hostPath": {"path": "/x"}});
         let errs: Vec<String> =
