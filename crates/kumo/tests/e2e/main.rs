@@ -16,4 +16,5 @@ mod kubectl_deletion;
 mod scheduling;
 mod server_side_apply;
 mod services;
+mod storage;
 mod workloads;
