@@ -100,13 +100,13 @@ pub async fn run(client: kube::Client, profiles: Vec<Profile>, shutdown: impl Fu
     let claims =
         watcher(Api::<PersistentVolumeClaim>::all(client.clone()), watcher::Config::default())
             .default_backoff()
-            .map(|e| e.map(|e| map_event(e, VolumeObject::Claim)));
+            .map(|e| e.map(|e| map_event(e, StorageKind::Claim)));
     let volumes = watcher(Api::<PersistentVolume>::all(client.clone()), watcher::Config::default())
         .default_backoff()
-        .map(|e| e.map(|e| map_event(e, VolumeObject::Volume)));
+        .map(|e| e.map(|e| map_event(e, StorageKind::Volume)));
     let classes = watcher(Api::<StorageClass>::all(client.clone()), watcher::Config::default())
         .default_backoff()
-        .map(|e| e.map(|e| map_event(e, VolumeObject::Class)));
+        .map(|e| e.map(|e| map_event(e, StorageKind::Class)));
     let storage = futures::stream::select_all([claims.boxed(), volumes.boxed(), classes.boxed()]);
     let (bound, mut outcomes) = mpsc::unbounded_channel();
     let mut state = Loop {
@@ -143,54 +143,47 @@ pub async fn run(client: kube::Client, profiles: Vec<Profile>, shutdown: impl Fu
     }
 }
 
-/// One object of the storage watches.
-enum VolumeObject {
-    Claim(PersistentVolumeClaim),
-    Volume(PersistentVolume),
-    Class(StorageClass),
+/// Which storage watch an object came from.
+#[derive(Clone, Copy)]
+enum StorageKind {
+    Claim,
+    Volume,
+    Class,
 }
 
-fn map_event<K>(e: watcher::Event<K>, f: fn(K) -> VolumeObject) -> watcher::Event<VolumeObject> {
+/// One object of the storage watches, as JSON (what the VolumeBinding plugin matches on).
+type StorageObject = (StorageKind, serde_json::Value);
+
+fn map_event<K: serde::Serialize>(
+    e: watcher::Event<K>,
+    kind: StorageKind,
+) -> watcher::Event<StorageObject> {
+    let json = |o: K| (kind, serde_json::to_value(o).unwrap_or_default());
     match e {
-        watcher::Event::Apply(o) => watcher::Event::Apply(f(o)),
-        watcher::Event::InitApply(o) => watcher::Event::InitApply(f(o)),
-        watcher::Event::Delete(o) => watcher::Event::Delete(f(o)),
+        watcher::Event::Apply(o) => watcher::Event::Apply(json(o)),
+        watcher::Event::InitApply(o) => watcher::Event::InitApply(json(o)),
+        watcher::Event::Delete(o) => watcher::Event::Delete(json(o)),
         watcher::Event::Init => watcher::Event::Init,
         watcher::Event::InitDone => watcher::Event::InitDone,
     }
 }
 
-impl VolumeObject {
-    fn to_json(&self) -> serde_json::Value {
-        let v = match self {
-            VolumeObject::Claim(c) => serde_json::to_value(c),
-            VolumeObject::Volume(v) => serde_json::to_value(v),
-            VolumeObject::Class(c) => serde_json::to_value(c),
-        };
-        v.unwrap_or_default()
-    }
-}
-
 impl Loop {
-    fn on_storage(&mut self, event: watcher::Event<VolumeObject>) {
+    fn on_storage(&mut self, event: watcher::Event<StorageObject>) {
         let volumes = self.cache.volumes_mut();
         match event {
-            watcher::Event::Apply(o) | watcher::Event::InitApply(o) => {
-                let json = o.to_json();
-                match o {
-                    VolumeObject::Claim(_) => volumes.set_claim(json),
-                    VolumeObject::Volume(_) => volumes.set_volume(json),
-                    VolumeObject::Class(_) => volumes.set_class(json),
+            watcher::Event::Apply((kind, json)) | watcher::Event::InitApply((kind, json)) => {
+                match kind {
+                    StorageKind::Claim => volumes.set_claim(json),
+                    StorageKind::Volume => volumes.set_volume(json),
+                    StorageKind::Class => volumes.set_class(json),
                 }
             }
-            watcher::Event::Delete(o) => {
-                let json = o.to_json();
-                match o {
-                    VolumeObject::Claim(_) => volumes.remove_claim(&json),
-                    VolumeObject::Volume(_) => volumes.remove_volume(&json),
-                    VolumeObject::Class(_) => volumes.remove_class(&json),
-                }
-            }
+            watcher::Event::Delete((kind, json)) => match kind {
+                StorageKind::Claim => volumes.remove_claim(&json),
+                StorageKind::Volume => volumes.remove_volume(&json),
+                StorageKind::Class => volumes.remove_class(&json),
+            },
             watcher::Event::Init | watcher::Event::InitDone => return,
         }
         self.queue.on_cluster_change(Instant::now());

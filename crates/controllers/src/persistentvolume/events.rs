@@ -14,6 +14,9 @@ use std::time::{Duration, Instant};
 /// The shortest time between two writes of the same event.
 pub const REPEAT: Duration = Duration::from_secs(15);
 
+/// Claim uid, reason and message: what makes two events the same.
+type Key = (String, String, String);
+
 struct Seen {
     name: String,
     count: i32,
@@ -24,7 +27,7 @@ struct Seen {
 #[derive(Clone)]
 pub struct Recorder {
     client: kube::Client,
-    seen: Arc<Mutex<HashMap<(String, String, String), Seen>>>,
+    seen: Arc<Mutex<HashMap<Key, Seen>>>,
 }
 
 impl Recorder {
