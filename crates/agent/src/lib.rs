@@ -29,6 +29,7 @@ pub mod events;
 pub mod logs;
 pub mod node;
 pub mod probe;
+pub mod provisioner;
 pub mod runtime;
 pub mod server;
 pub mod shim;
@@ -129,6 +130,12 @@ pub async fn run(
             let _ = rx.wait_for(|s| *s).await;
         }))
     };
+    tokio::spawn(provisioner::run(
+        client.clone(),
+        config.node_name.clone(),
+        config.root.clone(),
+        stop_rx.clone(),
+    ));
     let pods = tokio::spawn(run_pods(shared, stop_rx));
     shutdown.await;
     let _ = stop_tx.send(true);

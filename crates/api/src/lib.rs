@@ -27,4 +27,5 @@ pub mod quantity;
 pub mod resources;
 pub mod schema;
 pub mod selector;
+pub mod storage;
 pub mod validation;

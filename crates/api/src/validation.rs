@@ -8,7 +8,8 @@
 //!
 //! Layout: [`names`] holds the format checks (DNS labels, qualified names, ...), `meta` the
 //! ObjectMeta rules every kind shares, `pod` the pod spec (also used for templates), `apps`
-//! the workload controllers (with `cron` for CronJob schedules), and `core` Services, ConfigMaps, Secrets, CRDs and the rest.
+//! the workload controllers (with `cron` for CronJob schedules), `core` Services, ConfigMaps, Secrets, CRDs and the rest, and `storage` volumes, claims and
+//! storage classes.
 
 mod apps;
 mod core;
@@ -17,6 +18,7 @@ pub(crate) mod json;
 mod meta;
 pub mod names;
 mod pod;
+mod storage;
 mod volume;
 
 pub use names::{is_dns1123_label, is_dns1123_subdomain, is_qualified_name, is_valid_label_value};
@@ -259,10 +261,12 @@ pub fn validate(resource: &Resource, obj: &Value, old: Option<&Value>) -> Vec<Fi
         | "Secret"
         | "CustomResourceDefinition"
         | "Namespace"
-        | "PersistentVolumeClaim"
         | "RoleBinding"
         | "ClusterRoleBinding"
         | "PriorityClass" => errs.extend(core::validate(kind, obj, old)),
+        "PersistentVolumeClaim" | "PersistentVolume" | "StorageClass" => {
+            errs.extend(storage::validate(kind, obj, old))
+        }
         _ => {}
     }
     errs

@@ -34,7 +34,7 @@ pub async fn before_create(reg: &Registry, r: &Resource, obj: &mut Value) -> Api
     } else if is(r, "batch", "jobs") {
         job_selector(obj);
     }
-    Ok(())
+    crate::storage_admission::before_create(reg, r, obj).await
 }
 
 /// The Priority admission plugin: `priorityClassName` (or the global default class) sets
@@ -131,7 +131,7 @@ fn job_selector(obj: &mut Value) {
 /// Kind-specific checks that need the store, and the rules of the built-in custom resources
 /// that their schemas cannot express.
 pub async fn validate(
-    _reg: &Registry,
+    reg: &Registry,
     r: &Resource,
     obj: &Value,
     old: Option<&Value>,
@@ -157,7 +157,7 @@ pub async fn validate(
             ));
         }
     }
-    Ok(())
+    crate::storage_admission::validate(reg, r, obj, old).await
 }
 
 /// After a successful create or update.

@@ -34,6 +34,7 @@ pub mod registry;
 pub mod request;
 mod reviews;
 pub mod server;
+mod storage_admission;
 mod subresources;
 pub mod table;
 pub mod watch;
@@ -142,8 +143,8 @@ pub async fn start(config: Config, store: Arc<dyn Store>) -> Result<Running, Sta
     Ok(Running { addr, pki, kubeconfig, registry, shutdown: Some(tx), task })
 }
 
-/// The objects a cluster has from the start: the built-in CRDs, the namespaces and the
-/// `kubernetes` Service.
+/// The objects a cluster has from the start: the built-in CRDs, the namespaces, the priority
+/// classes, the default `local-path` StorageClass and the `kubernetes` Service.
 async fn bootstrap(reg: &Registry, addr: SocketAddr) {
     builtin_crds::install(reg).await;
     let snap = reg.catalog.snapshot();
@@ -167,6 +168,16 @@ async fn bootstrap(reg: &Registry, addr: SocketAddr) {
                 "metadata": {"name": name}, "value": value, "globalDefault": false, "description": description});
             create_if_absent(reg, &pc, None, obj).await;
         }
+    }
+    if let Some(sc) = snap.find("storage.k8s.io", "v1", "storageclasses").cloned() {
+        // k3s answers storage with a default local-path class; so does kumo (the node agents
+        // provision its volumes as directories).
+        let class = json!({"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+            "metadata": {"name": kumo_api::storage::LOCAL_PATH_CLASS,
+                "annotations": {kumo_api::storage::DEFAULT_CLASS_ANNOTATION: "true"}},
+            "provisioner": kumo_api::storage::LOCAL_PATH_PROVISIONER,
+            "reclaimPolicy": "Delete", "volumeBindingMode": "WaitForFirstConsumer"});
+        create_if_absent(reg, &sc, None, class).await;
     }
     let service = json!({"apiVersion": "v1", "kind": "Service",
         "metadata": {"name": "kubernetes", "namespace": "default", "labels": {"component": "apiserver", "provider": "kubernetes"}},

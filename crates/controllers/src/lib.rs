@@ -27,6 +27,8 @@
 //! - [`nodelifecycle`]: nodes whose Lease goes stale become Unknown and tainted; their pods
 //!   are evicted after their toleration.
 //! - [`disruption`]: PodDisruptionBudget status.
+//! - [`persistentvolume`]: binds PersistentVolumeClaims to PersistentVolumes, their phases,
+//!   expansion, and the pvc-/pv-protection finalizers.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), kube::Error> {
@@ -46,6 +48,7 @@ pub mod endpoints;
 pub mod expectations;
 pub mod job;
 pub mod nodelifecycle;
+pub mod persistentvolume;
 pub mod pods;
 pub mod replicaset;
 pub mod selector;
@@ -105,6 +108,7 @@ pub async fn run_with(
         disruption::run(client.clone(), shutdown.clone()),
         job::run(client.clone(), shutdown.clone()),
         cronjob::run(client.clone(), shutdown.clone()),
+        persistentvolume::run(client.clone(), shutdown.clone()),
         deployment::run(client, shutdown),
     );
 }

@@ -7,8 +7,13 @@
 //! a time, waiting for Ready; Parallel: all at once), applies them and writes the status. A
 //! rolling update replaces pods from the highest ordinal down to `partition`, one at a time,
 //! once every pod is Ready; the template's hash is the pods' `controller-revision-hash`.
+//! Claims outlive their pods; `persistentVolumeClaimRetentionPolicy` decides, through owner
+//! references ([`retention`]), whether the garbage collector removes them with the set or on
+//! scale-down.
 //! Not yet: ControllerRevision objects (so `kubectl rollout history` shows none), `minReadySeconds`,
-//! `persistentVolumeClaimRetentionPolicy` (claims are always retained), `OnDelete` updates.
+//! `OnDelete` updates.
+
+pub mod retention;
 
 use crate::claim;
 use crate::pods;
@@ -224,6 +229,11 @@ pub async fn reconcile(set: Arc<StatefulSet>, client: Arc<Client>) -> Result<Act
         .and_then(|r| r.partition)
         .unwrap_or(0);
     let replicas = spec.replicas.unwrap_or(1);
+    let by_ordinal: BTreeMap<i32, &Pod> =
+        owned.iter().filter_map(|p| Some((ordinal_of(&name, p)?, *p))).collect();
+    retention::update_claim_owners(&client, &set, &by_ordinal, replicas)
+        .await
+        .map_err(err("claim owners"))?;
     for step in plan(replicas, parallel, partition, &revision, &members) {
         match step {
             Step::Create(ordinal) => {

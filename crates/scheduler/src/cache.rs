@@ -114,6 +114,8 @@ pub struct Cache {
     pods_with_required_anti_affinity: usize,
     /// Bumped on every change.
     generation: u64,
+    /// Claims, volumes and storage classes, for the VolumeBinding plugin.
+    volumes: crate::plugins::volume_binding::Volumes,
 }
 
 impl Cache {
@@ -125,6 +127,16 @@ impl Cache {
     /// All nodes, in a stable order (insertion order, with swap-removal).
     pub fn nodes(&self) -> &[NodeInfo] {
         &self.nodes
+    }
+
+    /// The claims, volumes and classes the VolumeBinding plugin matches.
+    pub fn volumes(&self) -> &crate::plugins::volume_binding::Volumes {
+        &self.volumes
+    }
+
+    /// The claims, volumes and classes, to update from watches or assume a decision.
+    pub fn volumes_mut(&mut self) -> &mut crate::plugins::volume_binding::Volumes {
+        &mut self.volumes
     }
 
     /// One node by name.

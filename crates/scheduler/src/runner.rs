@@ -18,8 +18,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Binding, Event, EventSource, Node, ObjectReference, Pod};
+use k8s_openapi::api::core::v1::{
+    Binding, Event, EventSource, Node, ObjectReference, PersistentVolume, PersistentVolumeClaim,
+    Pod,
+};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::storage::v1::StorageClass;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::watcher::{self, watcher};
@@ -29,6 +33,7 @@ use rand::SeedableRng;
 use tokio::sync::mpsc;
 
 use crate::cache::Cache;
+use crate::plugins::volume_binding::{self, BindStep};
 use crate::pod_info::{pod_key, PodInfo};
 use crate::profile::{Profile, DEFAULT_SCHEDULER_NAME};
 use crate::queue::{QueuedPod, SchedulingQueue};
@@ -61,8 +66,12 @@ pub fn is_pending(pod: &Pod) -> bool {
 /// The result of a spawned binding.
 struct BindOutcome {
     queued: QueuedPod,
-    result: Result<(), kube::Error>,
+    result: Result<(), String>,
 }
+
+/// How long a pod's binding waits for its delayed claims to be bound (upstream waits up to
+/// ten minutes; a local directory takes well under a second).
+const VOLUME_BIND_TIMEOUT: Duration = Duration::from_secs(120);
 
 struct Loop {
     client: kube::Client,
@@ -88,6 +97,17 @@ pub async fn run(client: kube::Client, profiles: Vec<Profile>, shutdown: impl Fu
         watcher(Api::<PodDisruptionBudget>::all(client.clone()), watcher::Config::default()),
     )
     .default_backoff();
+    let claims =
+        watcher(Api::<PersistentVolumeClaim>::all(client.clone()), watcher::Config::default())
+            .default_backoff()
+            .map(|e| e.map(|e| map_event(e, StorageKind::Claim)));
+    let volumes = watcher(Api::<PersistentVolume>::all(client.clone()), watcher::Config::default())
+        .default_backoff()
+        .map(|e| e.map(|e| map_event(e, StorageKind::Volume)));
+    let classes = watcher(Api::<StorageClass>::all(client.clone()), watcher::Config::default())
+        .default_backoff()
+        .map(|e| e.map(|e| map_event(e, StorageKind::Class)));
+    let storage = futures::stream::select_all([claims.boxed(), volumes.boxed(), classes.boxed()]);
     let (bound, mut outcomes) = mpsc::unbounded_channel();
     let mut state = Loop {
         client,
@@ -98,7 +118,7 @@ pub async fn run(client: kube::Client, profiles: Vec<Profile>, shutdown: impl Fu
         bound,
         budgets,
     };
-    tokio::pin!(nodes, pods, budget_events, shutdown);
+    tokio::pin!(nodes, pods, budget_events, storage, shutdown);
     let mut tick = tokio::time::interval(TICK);
     loop {
         tokio::select! {
@@ -111,6 +131,10 @@ pub async fn run(client: kube::Client, profiles: Vec<Profile>, shutdown: impl Fu
                 Ok(event) => state.on_pod(event),
                 Err(e) => tracing::warn!(error = %e, "pod watch"),
             },
+            Some(event) = storage.next() => match event {
+                Ok(event) => state.on_storage(event),
+                Err(e) => tracing::warn!(error = %e, "storage watch"),
+            },
             Some(outcome) = outcomes.recv() => state.on_bound(outcome),
             Some(_) = budget_events.next() => {}
             _ = tick.tick() => {}
@@ -119,7 +143,52 @@ pub async fn run(client: kube::Client, profiles: Vec<Profile>, shutdown: impl Fu
     }
 }
 
+/// Which storage watch an object came from.
+#[derive(Clone, Copy)]
+enum StorageKind {
+    Claim,
+    Volume,
+    Class,
+}
+
+/// One object of the storage watches, as JSON (what the VolumeBinding plugin matches on).
+type StorageObject = (StorageKind, serde_json::Value);
+
+fn map_event<K: serde::Serialize>(
+    e: watcher::Event<K>,
+    kind: StorageKind,
+) -> watcher::Event<StorageObject> {
+    let json = |o: K| (kind, serde_json::to_value(o).unwrap_or_default());
+    match e {
+        watcher::Event::Apply(o) => watcher::Event::Apply(json(o)),
+        watcher::Event::InitApply(o) => watcher::Event::InitApply(json(o)),
+        watcher::Event::Delete(o) => watcher::Event::Delete(json(o)),
+        watcher::Event::Init => watcher::Event::Init,
+        watcher::Event::InitDone => watcher::Event::InitDone,
+    }
+}
+
 impl Loop {
+    fn on_storage(&mut self, event: watcher::Event<StorageObject>) {
+        let volumes = self.cache.volumes_mut();
+        match event {
+            watcher::Event::Apply((kind, json)) | watcher::Event::InitApply((kind, json)) => {
+                match kind {
+                    StorageKind::Claim => volumes.set_claim(json),
+                    StorageKind::Volume => volumes.set_volume(json),
+                    StorageKind::Class => volumes.set_class(json),
+                }
+            }
+            watcher::Event::Delete((kind, json)) => match kind {
+                StorageKind::Claim => volumes.remove_claim(&json),
+                StorageKind::Volume => volumes.remove_volume(&json),
+                StorageKind::Class => volumes.remove_class(&json),
+            },
+            watcher::Event::Init | watcher::Event::InitDone => return,
+        }
+        self.queue.on_cluster_change(Instant::now());
+    }
+
     fn on_node(&mut self, event: watcher::Event<Node>) {
         match event {
             watcher::Event::Apply(node) | watcher::Event::InitApply(node) => {
@@ -189,7 +258,14 @@ impl Loop {
             match schedule_one(&queued.info, &self.cache, profile, &mut self.scheduler) {
                 Ok(node) => {
                     if self.cache.assume_pod(queued.info.clone(), &node).is_ok() {
-                        self.spawn_bind(queued, node);
+                        let steps = match self.cache.node(&node) {
+                            Some(n) => {
+                                volume_binding::bind_steps(&queued.info, self.cache.volumes(), n)
+                            }
+                            None => Vec::new(),
+                        };
+                        self.cache.volumes_mut().assume(&steps, &node);
+                        self.spawn_bind(queued, node, steps);
                     }
                 }
                 Err(mut fit) => {
@@ -212,7 +288,7 @@ impl Loop {
         }
     }
 
-    fn spawn_bind(&self, queued: QueuedPod, node: String) {
+    fn spawn_bind(&self, queued: QueuedPod, node: String, steps: Vec<BindStep>) {
         let pod = queued.info.pod.clone();
         let namespace = queued.info.namespace.clone();
         let name = pod.metadata.name.clone().unwrap_or_default();
@@ -234,16 +310,22 @@ impl Loop {
         };
         let events: Api<Event> = Api::namespaced(self.client.clone(), &queued.info.namespace);
         let component = queued.info.pod.spec.as_ref().and_then(|s| s.scheduler_name.clone());
+        let client = self.client.clone();
         tokio::spawn(async move {
-            let result = api
-                .create_subresource::<_, serde_json::Value>(
-                    "binding",
-                    &name,
-                    &PostParams::default(),
-                    &binding,
-                )
-                .await
-                .map(|_| ());
+            // Volumes first (upstream's PreBind): the pod is bound only once its claims are.
+            let mut result = bind_volumes(&client, &steps, &node).await;
+            if result.is_ok() {
+                result = api
+                    .create_subresource::<_, serde_json::Value>(
+                        "binding",
+                        &name,
+                        &PostParams::default(),
+                        &binding,
+                    )
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string());
+            }
             let ok = result.is_ok();
             let namespace = queued.info.namespace.clone();
             let _ = sender.send(BindOutcome { queued, result });
@@ -324,6 +406,83 @@ impl Loop {
             }
         });
     }
+}
+
+/// Writes a pod's volume decisions (pre-bound volumes, the selected node of claims to
+/// provision) and waits until every such claim is Bound. On failure or timeout the
+/// selected-node annotations are taken back, so the next attempt may choose another node.
+async fn bind_volumes(client: &kube::Client, steps: &[BindStep], node: &str) -> Result<(), String> {
+    if steps.is_empty() {
+        return Ok(());
+    }
+    let result = write_and_wait(client, steps, node).await;
+    if result.is_err() {
+        for step in steps {
+            if let BindStep::SelectNode { claim_namespace, claim_name } = step {
+                let api: Api<PersistentVolumeClaim> =
+                    Api::namespaced(client.clone(), claim_namespace);
+                let patch = serde_json::json!({"metadata": {"annotations": {
+                    kumo_api::storage::SELECTED_NODE_ANNOTATION: null}}});
+                let _ = api.patch(claim_name, &PatchParams::default(), &Patch::Merge(&patch)).await;
+            }
+        }
+    }
+    result
+}
+
+async fn write_and_wait(
+    client: &kube::Client,
+    steps: &[BindStep],
+    node: &str,
+) -> Result<(), String> {
+    for step in steps {
+        match step {
+            BindStep::PreBind { volume, claim_namespace, claim_name, claim_uid } => {
+                let api: Api<PersistentVolume> = Api::all(client.clone());
+                let pv = api.get(volume).await.map_err(|e| e.to_string())?;
+                let taken = pv.spec.as_ref().and_then(|s| s.claim_ref.as_ref()).is_some_and(|r| {
+                    r.uid.as_deref().is_some_and(|u| !u.is_empty() && u != claim_uid)
+                });
+                if taken {
+                    return Err(format!("volume {volume} was taken by another claim"));
+                }
+                let patch = serde_json::json!({
+                    "metadata": {"resourceVersion": pv.metadata.resource_version},
+                    "spec": {"claimRef": {"kind": "PersistentVolumeClaim", "apiVersion": "v1",
+                        "namespace": claim_namespace, "name": claim_name, "uid": claim_uid}}});
+                api.patch(volume, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            BindStep::SelectNode { claim_namespace, claim_name } => {
+                let api: Api<PersistentVolumeClaim> =
+                    Api::namespaced(client.clone(), claim_namespace);
+                let patch = serde_json::json!({"metadata": {"annotations": {
+                    kumo_api::storage::SELECTED_NODE_ANNOTATION: node}}});
+                api.patch(claim_name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+        }
+    }
+    let deadline = Instant::now() + VOLUME_BIND_TIMEOUT;
+    for (namespace, name) in volume_binding::claims_to_wait_for(steps) {
+        let api: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &namespace);
+        loop {
+            let claim = api.get(&name).await.map_err(|e| e.to_string())?;
+            let bound = claim.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Bound");
+            if bound {
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "timed out waiting for persistentvolumeclaim {namespace}/{name} to be bound"
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    Ok(())
 }
 
 /// The scheduler's event about `pod`: `Scheduled` (Normal) or `FailedScheduling` (Warning).

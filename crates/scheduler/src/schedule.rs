@@ -26,6 +26,7 @@ use crate::cache::{Cache, CacheError, NodeInfo};
 use crate::plugins::{
     balanced_allocation, inter_pod_affinity, inter_pod_affinity_score, node_affinity, node_name,
     node_ports, node_resources_fit, node_unschedulable, pod_topology_spread, taint_toleration,
+    volume_binding,
 };
 use crate::pod_info::PodInfo;
 use crate::profile::Profile;
@@ -49,6 +50,9 @@ pub struct FitError {
     pub unresolvable_nodes: usize,
     /// A message from the post-filter (preemption) stage, when one ran.
     pub post_filter_msg: Option<String>,
+    /// Why pre-filter turned the pod away before any node was looked at (then every node
+    /// counts as failed and the message replaces the per-node histogram, as upstream prints).
+    pub pre_filter_msg: Option<String>,
 }
 
 impl fmt::Display for FitError {
@@ -58,6 +62,13 @@ impl fmt::Display for FitError {
             return f.write_str("no nodes available to schedule pods");
         }
         write!(f, "0/{} nodes are available:", self.num_all_nodes)?;
+        if let Some(msg) = &self.pre_filter_msg {
+            write!(f, " {msg}.")?;
+            if let Some(post) = &self.post_filter_msg {
+                write!(f, " {post}.")?;
+            }
+            return Ok(());
+        }
         let mut histogram: Vec<String> =
             self.reasons.iter().map(|(reason, count)| format!("{count} {reason}")).collect();
         histogram.sort();
@@ -127,6 +138,7 @@ pub fn num_feasible_nodes_to_find(percentage: Option<u32>, num_all_nodes: usize)
 pub struct PreFilterState {
     inter_pod: Option<inter_pod_affinity::PreFilterState>,
     spread: Option<pod_topology_spread::State>,
+    volumes: Result<Option<volume_binding::PodVolumes>, Status>,
 }
 
 /// Computes the pre-filter state for `pod`.
@@ -138,6 +150,7 @@ pub fn pre_filter(pod: &PodInfo, cache: &Cache) -> PreFilterState {
             cache.has_pods_with_required_anti_affinity(),
         ),
         spread: pod_topology_spread::pre_filter(pod, cache.nodes().iter(), true),
+        volumes: volume_binding::pre_filter(pod, cache.volumes()),
     }
 }
 
@@ -146,7 +159,8 @@ pub fn run_filters(pod: &PodInfo, node: &NodeInfo, state: &PreFilterState) -> St
     // Upstream's order: cheap, node-local, unresolvable checks first (cordon, name, taints,
     // labels), then ports and resources (which preemption could fix), then the checks that
     // need cluster-wide counts.
-    let steps: [&dyn Fn() -> Status; 8] = [
+    // VolumeBinding last: it matches volumes against the node, the costliest check.
+    let steps: [&dyn Fn() -> Status; 9] = [
         &|| node_unschedulable::filter(pod, node),
         &|| node_name::filter(pod, node),
         &|| taint_toleration::filter(pod, node),
@@ -155,6 +169,10 @@ pub fn run_filters(pod: &PodInfo, node: &NodeInfo, state: &PreFilterState) -> St
         &|| node_resources_fit::filter(pod, node),
         &|| pod_topology_spread::filter(node, state.spread.as_ref()),
         &|| inter_pod_affinity::filter(pod, node, state.inter_pod.as_ref()),
+        &|| match &state.volumes {
+            Ok(v) => volume_binding::filter(v.as_ref(), node),
+            Err(rejected) => rejected.clone(),
+        },
     ];
     for step in steps {
         let status = step();
@@ -180,6 +198,11 @@ pub fn schedule_one<R: Rng>(
         return Err(fit_error);
     }
     let state = pre_filter(pod, cache);
+    if let Err(rejected) = &state.volumes {
+        fit_error.unresolvable_nodes = nodes.len();
+        fit_error.pre_filter_msg = Some(rejected.reasons.join(", "));
+        return Err(fit_error);
+    }
     let to_find = num_feasible_nodes_to_find(profile.percentage_of_nodes_to_score, nodes.len());
     let start = scheduler.next_start_node_index % nodes.len();
     let feasible = &mut scheduler.feasible;

@@ -1,5 +1,5 @@
 //! Services, ConfigMaps, Secrets, CustomResourceDefinitions, Namespaces and a few smaller
-//! core rules (claims, bindings, priority classes).
+//! core rules (bindings, priority classes).
 
 use super::json::{arr_at, as_int, at, bool_at, obj_at, str_at};
 use super::names::{
@@ -21,7 +21,6 @@ pub(crate) fn validate(kind: &str, obj: &Value, old: Option<&Value>) -> Vec<Fiel
         "Secret" => validate_secret(obj, old),
         "CustomResourceDefinition" => validate_crd(obj),
         "Namespace" => validate_namespace(obj),
-        "PersistentVolumeClaim" => validate_pvc(obj),
         "RoleBinding" | "ClusterRoleBinding" => validate_binding(obj, old),
         "PriorityClass" => validate_priority_class(obj, old),
         _ => vec![],
@@ -372,25 +371,6 @@ fn validate_namespace(obj: &Value) -> Vec<FieldError> {
         if s.is_empty() {
             errs.push(FieldError::required(format!("spec.finalizers[{i}]"), ""));
         }
-    }
-    errs
-}
-
-fn validate_pvc(obj: &Value) -> Vec<FieldError> {
-    let mut errs = Vec::new();
-    let modes = arr_at(obj, &["spec", "accessModes"]);
-    if modes.is_empty() && at(obj, &["spec", "dataSourceRef"]).is_none() {
-        errs.push(FieldError::required("spec.accessModes", "at least 1 access mode is required"));
-    }
-    const MODES: &[&str] = &["ReadOnlyMany", "ReadWriteMany", "ReadWriteOnce", "ReadWriteOncePod"];
-    for m in modes {
-        let s = m.as_str().unwrap_or("");
-        if !MODES.contains(&s) {
-            errs.push(FieldError::not_supported("spec.accessModes", s, MODES));
-        }
-    }
-    if at(obj, &["spec", "resources", "requests", "storage"]).is_none() {
-        errs.push(FieldError::required("spec.resources[storage]", ""));
     }
     errs
 }

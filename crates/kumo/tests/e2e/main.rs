@@ -16,5 +16,6 @@ mod kubectl_deletion;
 mod scheduling;
 mod server_side_apply;
 mod services;
+mod storage;
 mod volumes;
 mod workloads;
