@@ -16,6 +16,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod cel;
 pub mod defaults;
 pub mod disruption;
 pub mod hostports;
