@@ -19,6 +19,7 @@
 pub mod cel;
 pub mod defaults;
 pub mod disruption;
+pub mod events;
 pub mod hostports;
 pub mod managed;
 pub mod patch;

@@ -11,6 +11,7 @@
 //! the workload controllers (with `cron` for CronJob schedules), and `core` Services, ConfigMaps, Secrets, CRDs and the rest.
 
 mod apps;
+mod cluster;
 mod core;
 mod cron;
 pub(crate) mod json;
@@ -41,6 +42,8 @@ pub enum ErrorType {
     TooLong,
     /// A list has too many items.
     TooMany,
+    /// A message that stands alone, with no phrase or value (an admission policy's denial).
+    Message,
 }
 
 impl ErrorType {
@@ -54,6 +57,7 @@ impl ErrorType {
             ErrorType::Forbidden => "Forbidden",
             ErrorType::TooLong => "Too long",
             ErrorType::TooMany => "Too many",
+            ErrorType::Message => "",
         }
     }
 }
@@ -83,11 +87,15 @@ impl FieldError {
             ErrorType::Forbidden => "FieldValueForbidden",
             ErrorType::TooLong => "FieldValueTooLong",
             ErrorType::TooMany => "FieldValueTooMany",
+            ErrorType::Message => "FieldValueInvalid",
         }
     }
 
     /// The message without the field path (upstream's `ErrorBody`, the `StatusCause` message).
     pub fn body(&self) -> String {
+        if self.type_ == ErrorType::Message {
+            return self.detail.clone();
+        }
         let mut s = self.type_.phrase().to_string();
         let prints_value =
             !matches!(self.type_, ErrorType::Required | ErrorType::Forbidden | ErrorType::TooLong);
@@ -248,7 +256,8 @@ pub fn validate(resource: &Resource, obj: &Value, old: Option<&Value>) -> Vec<Fi
         | "RoleBinding"
         | "ClusterRoleBinding"
         | "PriorityClass" => errs.extend(core::validate(kind, obj, old)),
-        _ => {}
+        "PodTemplate" => errs.extend(pod::validate_pod_template(obj.get("template"), "template")),
+        _ => errs.extend(cluster::validate(kind, obj, old)),
     }
     errs
 }

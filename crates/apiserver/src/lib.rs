@@ -19,6 +19,7 @@
 pub mod admission;
 mod agents;
 pub mod auth;
+mod bootstrap;
 pub mod builtin_crds;
 pub mod catalog;
 pub mod discovery;
@@ -30,10 +31,12 @@ mod metrics;
 pub mod object;
 pub mod openapi;
 pub mod pki;
+pub mod policy;
 pub mod registry;
 pub mod request;
 mod reviews;
 pub mod server;
+mod special;
 mod subresources;
 pub mod table;
 pub mod watch;
@@ -146,6 +149,7 @@ pub async fn start(config: Config, store: Arc<dyn Store>) -> Result<Running, Sta
 /// `kubernetes` Service.
 async fn bootstrap(reg: &Registry, addr: SocketAddr) {
     builtin_crds::install(reg).await;
+    bootstrap::install(reg).await;
     let snap = reg.catalog.snapshot();
     let (Some(ns), Some(svc), Some(ep)) = (
         snap.find("", "v1", "namespaces").cloned(),
