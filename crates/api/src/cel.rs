@@ -188,7 +188,10 @@ mod tests {
         assert_eq!(eval("object.spec.replicas + 1", &vars), Ok(cel::Value::Int(4)));
         assert_eq!(eval("object.spec.name.startsWith('w')", &vars), Ok(cel::Value::Bool(true)));
         assert_eq!(eval("size(object.spec.tags)", &vars), Ok(cel::Value::Int(2)));
-        assert_eq!(eval("object.spec.tags.all(t, t.size() == 1)", &vars), Ok(cel::Value::Bool(true)));
+        assert_eq!(
+            eval("object.spec.tags.all(t, t.size() == 1)", &vars),
+            Ok(cel::Value::Bool(true))
+        );
         assert_eq!(eval("object.spec.ratio < 1.0", &vars), Ok(cel::Value::Bool(true)));
         assert_eq!(eval("has(object.spec.missing)", &vars), Ok(cel::Value::Bool(false)));
         assert!(eval("object.spec.missing > 1", &vars).is_err(), "a missing field is an error");

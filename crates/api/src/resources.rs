@@ -273,9 +273,15 @@ pub fn builtin() -> Vec<Resource> {
         B::new("networking.k8s.io", "v1", "ServiceCIDR", "servicecidrs", false).status(),
         B::new("networking.k8s.io", "v1", "IPAddress", "ipaddresses", false).short(&["ip"]),
         B::new("node.k8s.io", "v1", "RuntimeClass", "runtimeclasses", false),
-        B::new("certificates.k8s.io", "v1", "CertificateSigningRequest", "certificatesigningrequests", false)
-            .short(&["csr"])
-            .status(),
+        B::new(
+            "certificates.k8s.io",
+            "v1",
+            "CertificateSigningRequest",
+            "certificatesigningrequests",
+            false,
+        )
+        .short(&["csr"])
+        .status(),
         B::new("flowcontrol.apiserver.k8s.io", "v1", "FlowSchema", "flowschemas", false).status(),
         B::new(
             "flowcontrol.apiserver.k8s.io",

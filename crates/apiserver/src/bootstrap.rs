@@ -93,7 +93,8 @@ pub async fn aggregate_cluster_roles(reg: Registry) {
     let Some(r) = reg.catalog.snapshot().find(RBAC_GROUP, "v1", "clusterroles").cloned() else {
         return;
     };
-    let Ok(page) = reg.store.range(RangeRequest { prefix: r.key_prefix(), ..Default::default() }).await
+    let Ok(page) =
+        reg.store.range(RangeRequest { prefix: r.key_prefix(), ..Default::default() }).await
     else {
         return;
     };
@@ -149,9 +150,15 @@ async fn flow_control(reg: &Registry) {
     let annotations = json!({"apf.kubernetes.io/autoupdate-spec": "true"});
     if let Some(r) = snap.find(g, "v1", "prioritylevelconfigurations") {
         for (name, spec) in [
-            ("exempt", json!({"type": "Exempt", "exempt": {"nominalConcurrencyShares": 0, "lendablePercent": 0}})),
-            ("catch-all", json!({"type": "Limited", "limited": {"nominalConcurrencyShares": 5, "lendablePercent": 0,
-                "limitResponse": {"type": "Reject"}}})),
+            (
+                "exempt",
+                json!({"type": "Exempt", "exempt": {"nominalConcurrencyShares": 0, "lendablePercent": 0}}),
+            ),
+            (
+                "catch-all",
+                json!({"type": "Limited", "limited": {"nominalConcurrencyShares": 5, "lendablePercent": 0,
+                "limitResponse": {"type": "Reject"}}}),
+            ),
         ] {
             let obj = json!({"apiVersion": format!("{g}/v1"), "kind": "PriorityLevelConfiguration",
                 "metadata": {"name": name, "annotations": annotations}, "spec": spec});
@@ -165,7 +172,8 @@ async fn flow_control(reg: &Registry) {
         let mut exempt = everything.clone();
         exempt["subjects"] = json!([group("system:masters")]);
         let mut catch_all = everything;
-        catch_all["subjects"] = json!([group("system:unauthenticated"), group("system:authenticated")]);
+        catch_all["subjects"] =
+            json!([group("system:unauthenticated"), group("system:authenticated")]);
         for (name, precedence, level, rule, distinguisher) in [
             ("exempt", 1, "exempt", exempt, Value::Null),
             ("catch-all", 10000, "catch-all", catch_all, json!({"type": "ByUser"})),
@@ -198,7 +206,8 @@ async fn service_cidr(reg: &Registry) {
         }
         cur["status"] = json!({"conditions": [{"type": "Ready", "status": "True", "reason": "",
             "message": "Kubernetes Service CIDR is ready", "lastTransitionTime": object::now_rfc3339()}]});
-        let _ = reg.update(&r, None, "kubernetes", cur, Some("status"), &WriteOptions::default()).await;
+        let _ =
+            reg.update(&r, None, "kubernetes", cur, Some("status"), &WriteOptions::default()).await;
     }
 }
 
@@ -256,12 +265,15 @@ pub async fn sync_api_services(reg: Registry) {
                 }
                 cur["status"] = json!({"conditions": [{"type": "Available", "status": "True", "reason": "Local",
                     "message": "Local APIServices are always available", "lastTransitionTime": object::now_rfc3339()}]});
-                let _ = reg.update(&r, None, &name, cur, Some("status"), &WriteOptions::default()).await;
+                let _ = reg
+                    .update(&r, None, &name, cur, Some("status"), &WriteOptions::default())
+                    .await;
             }
         }
     }
     // A CRD group that is gone takes its APIService with it (only automanaged ones).
-    let Ok(page) = reg.store.range(RangeRequest { prefix: r.key_prefix(), ..Default::default() }).await
+    let Ok(page) =
+        reg.store.range(RangeRequest { prefix: r.key_prefix(), ..Default::default() }).await
     else {
         return;
     };
@@ -284,12 +296,17 @@ mod tests {
         let find = |n: &str| objs.iter().find(|o| o["metadata"]["name"] == n).cloned();
         let admin = find("admin").expect("admin");
         assert!(admin["aggregationRule"]["clusterRoleSelectors"].is_array());
-        let roles: Vec<Value> = objs.iter().filter(|o| o["kind"] == "ClusterRole").cloned().collect();
+        let roles: Vec<Value> =
+            objs.iter().filter(|o| o["kind"] == "ClusterRole").cloned().collect();
         let view_rules = aggregated_rules(&find("view").expect("view"), &roles);
-        assert!(view_rules.as_array().is_some_and(|r| r.iter().any(|x| x["resources"][0] == "configmaps")));
+        assert!(view_rules
+            .as_array()
+            .is_some_and(|r| r.iter().any(|x| x["resources"][0] == "configmaps")));
         let edit_rules = aggregated_rules(&find("edit").expect("edit"), &roles);
         // edit aggregates view's own (still empty) rules and system:aggregate-to-edit.
-        assert!(edit_rules.as_array().is_some_and(|r| r.iter().any(|x| x["verbs"][0] == "impersonate")));
+        assert!(edit_rules
+            .as_array()
+            .is_some_and(|r| r.iter().any(|x| x["verbs"][0] == "impersonate")));
         let binding = find("cluster-admin").filter(|_| true).expect("cluster-admin");
         assert_eq!(binding["metadata"]["labels"]["kubernetes.io/bootstrapping"], "rbac-defaults");
         assert!(objs.iter().any(|o| o["kind"] == "ClusterRoleBinding"

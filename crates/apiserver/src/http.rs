@@ -236,8 +236,7 @@ async fn handle(st: AppState, req: Request) -> ApiResult<Response> {
         }
         (&Method::POST, None, _) if r.create_only => {
             let obj = read_object(&headers, body).await?;
-            let answer =
-                crate::reviews::answer(&r, obj, user.as_ref(), &st.auth, ns.as_deref())?;
+            let answer = crate::reviews::answer(&r, obj, user.as_ref(), &st.auth, ns.as_deref())?;
             Ok(json_response(StatusCode::CREATED, &answer))
         }
         (&Method::POST, None, _) => {
@@ -366,7 +365,14 @@ fn special_response(
         }
         crate::special::Answer::List(items) => {
             let v = if shape == Shape::Table {
-                table::table(r, &items, Include::parse(params.get("includeObject")), None, None, true)
+                table::table(
+                    r,
+                    &items,
+                    Include::parse(params.get("includeObject")),
+                    None,
+                    None,
+                    true,
+                )
             } else {
                 json!({"kind": format!("{}List", r.kind), "apiVersion": r.api_version(),
                     "metadata": {}, "items": items})

@@ -93,13 +93,17 @@ pub async fn admit(reg: &Registry, a: &Admission<'_>) -> ApiResult<Vec<String>> 
         dry_run: a.dry_run,
     };
     let namespace_object = match (namespace.is_empty(), snap.find("", "v1", "namespaces")) {
-        (false, Some(nsr)) => reg.store.get(&nsr.key(None, &namespace)).await?.as_ref().and_then(object::from_kv),
+        (false, Some(nsr)) => {
+            reg.store.get(&nsr.key(None, &namespace)).await?.as_ref().and_then(object::from_kv)
+        }
         _ => None,
     };
     let input = MatchInput {
         request: &request,
         object_labels: subject["metadata"]["labels"].as_object(),
-        namespace_labels: namespace_object.as_ref().and_then(|n| n["metadata"]["labels"].as_object()),
+        namespace_labels: namespace_object
+            .as_ref()
+            .and_then(|n| n["metadata"]["labels"].as_object()),
     };
     let mut warnings = Vec::new();
     for binding in &bindings {
@@ -123,8 +127,12 @@ pub async fn admit(reg: &Registry, a: &Admission<'_>) -> ApiResult<Vec<String>> 
             }
             Params::Skip => vec![],
         };
-        let actions: Vec<&str> =
-            spec["validationActions"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+        let actions: Vec<&str> = spec["validationActions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
         let binding_name = object::name(binding);
         for f in &failures {
             if actions.contains(&"Warn") {
@@ -174,7 +182,12 @@ enum Params {
 
 /// The param objects of a binding (`paramRef` by name or selector, in the request's namespace
 /// unless it names one).
-async fn params(reg: &Registry, policy: &Value, binding: &Value, namespace: &str) -> ApiResult<Params> {
+async fn params(
+    reg: &Registry,
+    policy: &Value,
+    binding: &Value,
+    namespace: &str,
+) -> ApiResult<Params> {
     let kind = &policy["spec"]["paramKind"];
     let (Some(api_version), Some(kind_name)) = (kind["apiVersion"].as_str(), kind["kind"].as_str())
     else {
@@ -208,7 +221,10 @@ async fn params(reg: &Registry, policy: &Value, binding: &Value, namespace: &str
         }
     } else {
         let selector = LabelSelector::from_object(&pref["selector"]).map_err(|e| {
-            ApiError::Internal(format!("binding {}: bad paramRef.selector: {e}", object::name(binding)))
+            ApiError::Internal(format!(
+                "binding {}: bad paramRef.selector: {e}",
+                object::name(binding)
+            ))
         })?;
         list(reg, &r, Some(ns))
             .await?
@@ -237,7 +253,12 @@ fn denial(r: &Resource, name: &str, policy: &str, binding: &str, f: &Failure) ->
             &r.group,
             &r.plural,
             name,
-            vec![FieldError { type_: ErrorType::Message, field: String::new(), value: None, detail: message }],
+            vec![FieldError {
+                type_: ErrorType::Message,
+                field: String::new(),
+                value: None,
+                detail: message,
+            }],
         ),
     }
 }

@@ -573,11 +573,7 @@ impl Registry {
                 if opts.dry_run {
                     return Ok(Deleted::Pending(obj));
                 }
-                match self
-                    .store
-                    .update(&key, stored(r, &obj), Some(current.mod_revision))
-                    .await
-                {
+                match self.store.update(&key, stored(r, &obj), Some(current.mod_revision)).await {
                     Ok(kv) => {
                         object::set_resource_version(&mut obj, kv.mod_revision);
                         hooks::after_write(self, r, &obj).await;

@@ -46,7 +46,12 @@ pub fn answer(
             let no_user = spec["user"].as_str().is_none_or(str::is_empty);
             let no_groups = spec["groups"].as_array().is_none_or(Vec::is_empty);
             if no_user && no_groups {
-                return Err(invalid(r, "spec.user", Some("\"\""), "at least one of user or group must be specified"));
+                return Err(invalid(
+                    r,
+                    "spec.user",
+                    Some("\"\""),
+                    "at least one of user or group must be specified",
+                ));
             }
             if r.kind == "LocalSubjectAccessReview" {
                 let ns = namespace.unwrap_or("");
@@ -54,7 +59,12 @@ pub fn answer(
                 let asked = spec["resourceAttributes"]["namespace"].as_str().unwrap_or("");
                 if spec["resourceAttributes"].is_object() && asked != ns {
                     let v = kumo_api::validation::go_quote(asked);
-                    return Err(invalid(r, "spec.resourceAttributes.namespace", Some(&v), "must match metadata.namespace"));
+                    return Err(invalid(
+                        r,
+                        "spec.resourceAttributes.namespace",
+                        Some(&v),
+                        "must match metadata.namespace",
+                    ));
                 }
             }
             json!({"allowed": true, "reason": NO_RBAC})
@@ -75,7 +85,9 @@ pub fn answer(
                     }
                     status
                 }
-                None => json!({"authenticated": false, "user": {}, "error": "invalid bearer token"}),
+                None => {
+                    json!({"authenticated": false, "user": {}, "error": "invalid bearer token"})
+                }
             }
         }
         "SelfSubjectRulesReview" => json!({

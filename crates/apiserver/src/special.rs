@@ -58,7 +58,10 @@ pub async fn serve(
             let resp: Response =
                 crate::subresources::bind(reg, &pods, ns, &pod, &binding, write).await?;
             let code = resp.status().as_u16();
-            Ok(Answer::Object(code, json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": code})))
+            Ok(Answer::Object(
+                code,
+                json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": code}),
+            ))
         }
         "componentstatuses" => {
             let items = vec![etcd_status(reg).await];
@@ -68,7 +71,9 @@ pub async fn serve(
                     .into_iter()
                     .find(|i| i["metadata"]["name"] == n)
                     .map(|i| Answer::Object(200, i))
-                    .ok_or_else(|| ApiError::not_found("componentstatuses", "", "componentstatuses", n)),
+                    .ok_or_else(|| {
+                        ApiError::not_found("componentstatuses", "", "componentstatuses", n)
+                    }),
             }
         }
         _ => {
@@ -132,7 +137,9 @@ async fn approve(
         return Err(invalid("Approved and Denied conditions are mutually exclusive"));
     }
     let had = |t: &str| {
-        current["status"]["conditions"].as_array().is_some_and(|cs| cs.iter().any(|c| c["type"] == t))
+        current["status"]["conditions"]
+            .as_array()
+            .is_some_and(|cs| cs.iter().any(|c| c["type"] == t))
     };
     for t in ["Approved", "Denied"] {
         if had(t) && !has(t) {

@@ -44,7 +44,8 @@ impl Request {
     /// The `request` variable.
     pub fn to_cel(&self) -> cel::Value {
         let s = |v: &str| cel::Value::from(v.to_string());
-        let groups = cel::Value::List(std::sync::Arc::new(self.groups.iter().map(|g| s(g)).collect()));
+        let groups =
+            cel::Value::List(std::sync::Arc::new(self.groups.iter().map(|g| s(g)).collect()));
         map_of(vec![
             ("operation".into(), s(&self.operation)),
             (
@@ -272,7 +273,8 @@ mod tests {
         let mut by_ns = m.clone();
         by_ns["namespaceSelector"] = json!({"matchLabels": {"env": "test"}});
         assert!(!matches(Some(&by_ns), input));
-        by_ns["namespaceSelector"] = json!({"matchExpressions": [{"key": "env", "operator": "In", "values": ["prod"]}]});
+        by_ns["namespaceSelector"] =
+            json!({"matchExpressions": [{"key": "env", "operator": "In", "values": ["prod"]}]});
         assert!(matches(Some(&by_ns), input));
         let mut excluded = m.clone();
         excluded["excludeResourceRules"] = json!([{"apiGroups": ["*"], "apiVersions": ["*"],
@@ -284,16 +286,16 @@ mod tests {
     #[test]
     fn validations_see_object_params_variables_and_request() {
         let spec = json!({
-            "variables": [
-                {"name": "replicas", "expression": "object.spec.replicas"},
-                {"name": "limit", "expression": "int(params.data.maxReplicas)"},
-                {"name": "over", "expression": "variables.replicas > variables.limit"}
-            ],
-            "validations": [
-                {"expression": "!variables.over", "messageExpression": "'replicas ' + string(variables.replicas) + ' over ' + string(variables.limit)"},
-                {"expression": "request.userInfo.username != 'alice'", "reason": "Forbidden", "message": "not alice"},
-                {"expression": "object.metadata.name.size() < 10"}
-            ]});
+        "variables": [
+            {"name": "replicas", "expression": "object.spec.replicas"},
+            {"name": "limit", "expression": "int(params.data.maxReplicas)"},
+            {"name": "over", "expression": "variables.replicas > variables.limit"}
+        ],
+        "validations": [
+            {"expression": "!variables.over", "messageExpression": "'replicas ' + string(variables.replicas) + ' over ' + string(variables.limit)"},
+            {"expression": "request.userInfo.username != 'alice'", "reason": "Forbidden", "message": "not alice"},
+            {"expression": "object.metadata.name.size() < 10"}
+        ]});
         let obj = json!({"metadata": {"name": "web"}, "spec": {"replicas": 7}});
         let params = json!({"data": {"maxReplicas": "5"}});
         let req = deploy_request();
@@ -323,11 +325,17 @@ mod tests {
         let broken = json!({"validations": [{"expression": "object.spec.replicas > 1"}]});
         let f = evaluate(&broken, &inputs);
         assert_eq!(f.len(), 1);
-        assert!(f[0].message.starts_with("expression 'object.spec.replicas > 1' resulted in error"), "{f:?}");
+        assert!(
+            f[0].message.starts_with("expression 'object.spec.replicas > 1' resulted in error"),
+            "{f:?}"
+        );
         let mut ignored = broken.clone();
         ignored["failurePolicy"] = json!("Ignore");
         assert!(evaluate(&ignored, &inputs).is_empty());
         let plain = json!({"validations": [{"expression": "object.metadata.name == 'db'"}]});
-        assert_eq!(evaluate(&plain, &inputs)[0].message, "failed expression: object.metadata.name == 'db'");
+        assert_eq!(
+            evaluate(&plain, &inputs)[0].message,
+            "failed expression: object.metadata.name == 'db'"
+        );
     }
 }

@@ -98,7 +98,11 @@ fn check_rule(
     let program = match Program::compile(source) {
         Ok(p) => p,
         Err(e) => {
-            errors.push(FieldError::invalid(field, go_quote(type_), format!("rule {source:?}: {e}")));
+            errors.push(FieldError::invalid(
+                field,
+                go_quote(type_),
+                format!("rule {source:?}: {e}"),
+            ));
             return;
         }
     };
@@ -153,21 +157,21 @@ mod tests {
 
     fn schema() -> Value {
         json!({"type": "object", "properties": {"spec": {
-            "type": "object",
-            "x-kubernetes-validations": [
-                {"rule": "self.min <= self.max", "message": "min must not exceed max"},
-                {"rule": "self.size == oldSelf.size || !oldSelf.locked", "messageExpression": "'size is locked at ' + string(oldSelf.size)", "fieldPath": ".size"},
-                {"rule": "!has(self.banned)", "reason": "FieldValueForbidden"}
-            ],
-            "properties": {
-                "min": {"type": "integer"}, "max": {"type": "integer"},
-                "size": {"type": "integer"}, "locked": {"type": "boolean"},
-                "banned": {"type": "string"},
-                "ports": {"type": "array", "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"],
-                    "items": {"type": "object", "x-kubernetes-validations": [{"rule": "self.port == oldSelf.port", "message": "port is immutable"}],
-                        "properties": {"name": {"type": "string"}, "port": {"type": "integer"}}}},
-                "name": {"type": "string", "x-kubernetes-validations": [{"rule": "self.startsWith('x')"}]}
-            }}}})
+        "type": "object",
+        "x-kubernetes-validations": [
+            {"rule": "self.min <= self.max", "message": "min must not exceed max"},
+            {"rule": "self.size == oldSelf.size || !oldSelf.locked", "messageExpression": "'size is locked at ' + string(oldSelf.size)", "fieldPath": ".size"},
+            {"rule": "!has(self.banned)", "reason": "FieldValueForbidden"}
+        ],
+        "properties": {
+            "min": {"type": "integer"}, "max": {"type": "integer"},
+            "size": {"type": "integer"}, "locked": {"type": "boolean"},
+            "banned": {"type": "string"},
+            "ports": {"type": "array", "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"],
+                "items": {"type": "object", "x-kubernetes-validations": [{"rule": "self.port == oldSelf.port", "message": "port is immutable"}],
+                    "properties": {"name": {"type": "string"}, "port": {"type": "integer"}}}},
+            "name": {"type": "string", "x-kubernetes-validations": [{"rule": "self.startsWith('x')"}]}
+        }}}})
     }
 
     #[test]
@@ -182,7 +186,8 @@ mod tests {
             vec![
                 "spec: Invalid value: \"object\": min must not exceed max".to_string(),
                 "spec: Forbidden: failed rule: !has(self.banned)".to_string(),
-                "spec.name: Invalid value: \"string\": failed rule: self.startsWith('x')".to_string(),
+                "spec.name: Invalid value: \"string\": failed rule: self.startsWith('x')"
+                    .to_string(),
             ]
         );
     }

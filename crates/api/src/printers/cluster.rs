@@ -25,13 +25,9 @@ pub(crate) fn columns(kind: &str) -> Option<Vec<Column>> {
     let b = |n: &str| col(n, "boolean", 0);
     Some(match kind {
         "APIService" => vec![s("Service"), s("Available"), s("Age")],
-        "CertificateSigningRequest" => vec![
-            s("Age"),
-            s("SignerName"),
-            s("Requestor"),
-            s("RequestedDuration"),
-            s("Condition"),
-        ],
+        "CertificateSigningRequest" => {
+            vec![s("Age"), s("SignerName"), s("Requestor"), s("RequestedDuration"), s("Condition")]
+        }
         "FlowSchema" => vec![
             s("PriorityLevel"),
             i("MatchingPrecedence"),

@@ -12,7 +12,9 @@ use serde_json::Value;
 type Errs = Vec<FieldError>;
 
 fn required(errs: &mut Errs, obj: &Value, path: &[&str]) {
-    if str_at(obj, path).is_none_or(str::is_empty) && !at(obj, path).is_some_and(|v| v.is_object() || v.is_number()) {
+    if str_at(obj, path).is_none_or(str::is_empty)
+        && !at(obj, path).is_some_and(|v| v.is_object() || v.is_number())
+    {
         errs.push(FieldError::required(path.join("."), ""));
     }
 }
@@ -31,16 +33,27 @@ pub(crate) fn validate(kind: &str, obj: &Value, old: Option<&Value>) -> Errs {
     match kind {
         "ValidatingAdmissionPolicy" => admission_policy(&mut errs, obj),
         "ValidatingAdmissionPolicyBinding" => policy_binding(&mut errs, obj),
-        "ValidatingWebhookConfiguration" | "MutatingWebhookConfiguration" => webhooks(&mut errs, obj),
+        "ValidatingWebhookConfiguration" | "MutatingWebhookConfiguration" => {
+            webhooks(&mut errs, obj)
+        }
         "APIService" => api_service(&mut errs, obj),
         "CertificateSigningRequest" => csr(&mut errs, obj, old),
         "FlowSchema" => {
             required(&mut errs, obj, &["spec", "priorityLevelConfiguration", "name"]);
             let p = int_at(obj, &["spec", "matchingPrecedence"]).unwrap_or(1000);
             if !(1..=10000).contains(&p) {
-                errs.push(FieldError::invalid("spec.matchingPrecedence", p.to_string(), "must be between 1 and 10000, inclusive"));
+                errs.push(FieldError::invalid(
+                    "spec.matchingPrecedence",
+                    p.to_string(),
+                    "must be between 1 and 10000, inclusive",
+                ));
             }
-            one_of(&mut errs, obj, &["spec", "distinguisherMethod", "type"], &["ByUser", "ByNamespace"]);
+            one_of(
+                &mut errs,
+                obj,
+                &["spec", "distinguisherMethod", "type"],
+                &["ByUser", "ByNamespace"],
+            );
         }
         "PriorityLevelConfiguration" => priority_level(&mut errs, obj),
         "RuntimeClass" => {
@@ -56,10 +69,19 @@ pub(crate) fn validate(kind: &str, obj: &Value, old: Option<&Value>) -> Errs {
             for (i, m) in arr_at(obj, &["spec", "volumeLifecycleModes"]).iter().enumerate() {
                 let v = m.as_str().unwrap_or("");
                 if !["Persistent", "Ephemeral"].contains(&v) {
-                    errs.push(FieldError::not_supported(format!("spec.volumeLifecycleModes[{i}]"), v, &["Ephemeral", "Persistent"]));
+                    errs.push(FieldError::not_supported(
+                        format!("spec.volumeLifecycleModes[{i}]"),
+                        v,
+                        &["Ephemeral", "Persistent"],
+                    ));
                 }
             }
-            one_of(&mut errs, obj, &["spec", "fsGroupPolicy"], &["File", "None", "ReadWriteOnceWithFSType"]);
+            one_of(
+                &mut errs,
+                obj,
+                &["spec", "fsGroupPolicy"],
+                &["File", "None", "ReadWriteOnceWithFSType"],
+            );
         }
         "CSINode" => {
             for (i, d) in arr_at(obj, &["spec", "drivers"]).iter().enumerate() {
@@ -73,10 +95,15 @@ pub(crate) fn validate(kind: &str, obj: &Value, old: Option<&Value>) -> Errs {
         "VolumeAttachment" => {
             required(&mut errs, obj, &["spec", "attacher"]);
             required(&mut errs, obj, &["spec", "nodeName"]);
-            let pv = at(obj, &["spec", "source", "persistentVolumeName"]).is_some_and(|v| !v.is_null());
-            let inline = at(obj, &["spec", "source", "inlineVolumeSpec"]).is_some_and(|v| !v.is_null());
+            let pv =
+                at(obj, &["spec", "source", "persistentVolumeName"]).is_some_and(|v| !v.is_null());
+            let inline =
+                at(obj, &["spec", "source", "inlineVolumeSpec"]).is_some_and(|v| !v.is_null());
             if pv == inline {
-                errs.push(FieldError::required("spec.source", "must specify exactly one of inlineVolumeSpec and persistentVolumeName"));
+                errs.push(FieldError::required(
+                    "spec.source",
+                    "must specify exactly one of inlineVolumeSpec and persistentVolumeName",
+                ));
             }
         }
         "CSIStorageCapacity" => {
@@ -113,7 +140,11 @@ fn match_resources(errs: &mut Errs, m: &Value, path: &str, need_rules: bool) {
             let op = op.as_str().unwrap_or("");
             let allowed = ["*", "CREATE", "UPDATE", "DELETE", "CONNECT"];
             if !allowed.contains(&op) {
-                errs.push(FieldError::not_supported(format!("{path}.resourceRules[{i}].operations[{j}]"), op, &allowed));
+                errs.push(FieldError::not_supported(
+                    format!("{path}.resourceRules[{i}].operations[{j}]"),
+                    op,
+                    &allowed,
+                ));
             }
         }
     }
@@ -137,13 +168,20 @@ fn admission_policy(errs: &mut Errs, obj: &Value) {
     }
     let validations = arr_at(spec, &["validations"]);
     if validations.is_empty() && arr_at(spec, &["auditAnnotations"]).is_empty() {
-        errs.push(FieldError::required("spec.validations", "validations or auditAnnotations must contain at least one item"));
+        errs.push(FieldError::required(
+            "spec.validations",
+            "validations or auditAnnotations must contain at least one item",
+        ));
     }
     for (i, v) in validations.iter().enumerate() {
         expression(errs, v, format!("spec.validations[{i}].expression"));
         if let Some(m) = str_at(v, &["messageExpression"]) {
             if let Err(e) = Program::compile(m) {
-                errs.push(FieldError::invalid(format!("spec.validations[{i}].messageExpression"), go_quote(m), e.to_string()));
+                errs.push(FieldError::invalid(
+                    format!("spec.validations[{i}].messageExpression"),
+                    go_quote(m),
+                    e.to_string(),
+                ));
             }
         }
         let reasons = ["Unauthorized", "Forbidden", "Invalid", "RequestEntityTooLarge"];
@@ -158,7 +196,11 @@ fn admission_policy(errs: &mut Errs, obj: &Value) {
     for (i, c) in arr_at(spec, &["matchConditions"]).iter().enumerate() {
         let name = str_or_empty(c, &["name"]);
         for m in is_qualified_name(name) {
-            errs.push(FieldError::invalid(format!("spec.matchConditions[{i}].name"), go_quote(name), m));
+            errs.push(FieldError::invalid(
+                format!("spec.matchConditions[{i}].name"),
+                go_quote(name),
+                m,
+            ));
         }
         expression(errs, c, format!("spec.matchConditions[{i}].expression"));
     }
@@ -177,13 +219,21 @@ fn policy_binding(errs: &mut Errs, obj: &Value) {
     if str_or_empty(spec, &["policyName"]).is_empty() {
         errs.push(FieldError::required("spec.policyName", ""));
     }
-    let actions: Vec<&str> = arr_at(spec, &["validationActions"]).iter().filter_map(Value::as_str).collect();
+    let actions: Vec<&str> =
+        arr_at(spec, &["validationActions"]).iter().filter_map(Value::as_str).collect();
     if actions.is_empty() {
-        errs.push(FieldError::required("spec.validationActions", "at least one validation action is required"));
+        errs.push(FieldError::required(
+            "spec.validationActions",
+            "at least one validation action is required",
+        ));
     }
     for (i, a) in actions.iter().enumerate() {
         if !["Deny", "Warn", "Audit"].contains(a) {
-            errs.push(FieldError::not_supported(format!("spec.validationActions[{i}]"), a, &["Audit", "Deny", "Warn"]));
+            errs.push(FieldError::not_supported(
+                format!("spec.validationActions[{i}]"),
+                a,
+                &["Audit", "Deny", "Warn"],
+            ));
         } else if actions[..i].contains(a) {
             errs.push(FieldError::duplicate(format!("spec.validationActions[{i}]"), go_quote(a)));
         }
@@ -195,13 +245,18 @@ fn policy_binding(errs: &mut Errs, obj: &Value) {
         let named = !str_or_empty(p, &["name"]).is_empty();
         let selected = p.get("selector").is_some_and(|s| !s.is_null());
         if named == selected {
-            errs.push(FieldError::forbidden("spec.paramRef.name", "one of name or selector must be specified"));
+            errs.push(FieldError::forbidden(
+                "spec.paramRef.name",
+                "one of name or selector must be specified",
+            ));
         }
         match str_at(p, &["parameterNotFoundAction"]) {
             None => errs.push(FieldError::required("spec.paramRef.parameterNotFoundAction", "")),
-            Some(a) if !["Allow", "Deny"].contains(&a) => {
-                errs.push(FieldError::not_supported("spec.paramRef.parameterNotFoundAction", a, &["Allow", "Deny"]))
-            }
+            Some(a) if !["Allow", "Deny"].contains(&a) => errs.push(FieldError::not_supported(
+                "spec.paramRef.parameterNotFoundAction",
+                a,
+                &["Allow", "Deny"],
+            )),
             _ => {}
         }
     }
@@ -220,28 +275,45 @@ fn webhooks(errs: &mut Errs, obj: &Value) {
         } else if names.contains(&name) {
             errs.push(FieldError::duplicate(format!("{p}.name"), go_quote(name)));
         } else if name.split('.').count() < 3 {
-            errs.push(FieldError::invalid(format!("{p}.name"), go_quote(name), "should be a domain with at least three segments separated by dots"));
+            errs.push(FieldError::invalid(
+                format!("{p}.name"),
+                go_quote(name),
+                "should be a domain with at least three segments separated by dots",
+            ));
         }
         names.push(name);
         match str_at(h, &["sideEffects"]) {
-            None => errs.push(FieldError::required(format!("{p}.sideEffects"), "must specify one of None, NoneOnDryRun")),
-            Some(s) if !["None", "NoneOnDryRun"].contains(&s) => {
-                errs.push(FieldError::not_supported(format!("{p}.sideEffects"), s, &["None", "NoneOnDryRun"]))
-            }
+            None => errs.push(FieldError::required(
+                format!("{p}.sideEffects"),
+                "must specify one of None, NoneOnDryRun",
+            )),
+            Some(s) if !["None", "NoneOnDryRun"].contains(&s) => errs.push(
+                FieldError::not_supported(format!("{p}.sideEffects"), s, &["None", "NoneOnDryRun"]),
+            ),
             _ => {}
         }
         if arr_at(h, &["admissionReviewVersions"]).is_empty() {
-            errs.push(FieldError::required(format!("{p}.admissionReviewVersions"), "must specify one of v1, v1beta1"));
+            errs.push(FieldError::required(
+                format!("{p}.admissionReviewVersions"),
+                "must specify one of v1, v1beta1",
+            ));
         }
         let url = at(h, &["clientConfig", "url"]).is_some_and(|v| !v.is_null());
         let svc = at(h, &["clientConfig", "service"]).is_some_and(|v| !v.is_null());
         if url == svc {
-            errs.push(FieldError::required(format!("{p}.clientConfig"), "exactly one of url or service is required"));
+            errs.push(FieldError::required(
+                format!("{p}.clientConfig"),
+                "exactly one of url or service is required",
+            ));
         }
         one_of(errs, h, &["failurePolicy"], &["Fail", "Ignore"]);
         if let Some(t) = int_at(h, &["timeoutSeconds"]) {
             if !(1..=30).contains(&t) {
-                errs.push(FieldError::invalid(format!("{p}.timeoutSeconds"), t.to_string(), "the timeout value must be between 1 and 30 seconds"));
+                errs.push(FieldError::invalid(
+                    format!("{p}.timeoutSeconds"),
+                    t.to_string(),
+                    "the timeout value must be between 1 and 30 seconds",
+                ));
             }
         }
     }
@@ -256,15 +328,27 @@ fn api_service(errs: &mut Errs, obj: &Value) {
     }
     let name = str_or_empty(obj, &["metadata", "name"]);
     if !version.is_empty() && name != format!("{version}.{group}") {
-        errs.push(FieldError::invalid("metadata.name", go_quote(name), format!("must be {version}.{group}")));
+        errs.push(FieldError::invalid(
+            "metadata.name",
+            go_quote(name),
+            format!("must be {version}.{group}"),
+        ));
     }
     let gp = int_at(spec, &["groupPriorityMinimum"]).unwrap_or(0);
     if !(1..=20000).contains(&gp) {
-        errs.push(FieldError::invalid("spec.groupPriorityMinimum", gp.to_string(), "must be positive and less than 20000"));
+        errs.push(FieldError::invalid(
+            "spec.groupPriorityMinimum",
+            gp.to_string(),
+            "must be positive and less than 20000",
+        ));
     }
     let vp = int_at(spec, &["versionPriority"]).unwrap_or(0);
     if !(1..=1000).contains(&vp) {
-        errs.push(FieldError::invalid("spec.versionPriority", vp.to_string(), "must be positive and less than 1000"));
+        errs.push(FieldError::invalid(
+            "spec.versionPriority",
+            vp.to_string(),
+            "must be positive and less than 1000",
+        ));
     }
 }
 
@@ -275,7 +359,11 @@ fn csr(errs: &mut Errs, obj: &Value, old: Option<&Value>) {
         .and_then(|b| String::from_utf8(b).ok())
         .unwrap_or_default();
     if !pem.contains("-----BEGIN CERTIFICATE REQUEST-----") {
-        errs.push(FieldError::invalid("spec.request", "[]byte(nil)", "PEM block type must be CERTIFICATE REQUEST"));
+        errs.push(FieldError::invalid(
+            "spec.request",
+            "[]byte(nil)",
+            "PEM block type must be CERTIFICATE REQUEST",
+        ));
     }
     let signer = str_or_empty(obj, &["spec", "signerName"]);
     if signer.is_empty() {
@@ -283,12 +371,20 @@ fn csr(errs: &mut Errs, obj: &Value, old: Option<&Value>) {
     } else {
         let (domain, path) = signer.split_once('/').unwrap_or((signer, ""));
         if path.is_empty() || !is_dns1123_subdomain(domain).is_empty() {
-            errs.push(FieldError::invalid("spec.signerName", go_quote(signer), "must be a fully qualified domain and path of the form 'example.com/signer-name'"));
+            errs.push(FieldError::invalid(
+                "spec.signerName",
+                go_quote(signer),
+                "must be a fully qualified domain and path of the form 'example.com/signer-name'",
+            ));
         }
     }
     if let Some(s) = int_at(obj, &["spec", "expirationSeconds"]) {
         if s < 600 {
-            errs.push(FieldError::invalid("spec.expirationSeconds", s.to_string(), "may not specify a duration less than 600 seconds (10 minutes)"));
+            errs.push(FieldError::invalid(
+                "spec.expirationSeconds",
+                s.to_string(),
+                "may not specify a duration less than 600 seconds (10 minutes)",
+            ));
         }
     }
     if let Some(old) = old {
@@ -303,19 +399,31 @@ fn priority_level(errs: &mut Errs, obj: &Value) {
     match str_at(spec, &["type"]) {
         Some("Limited") => {
             if !spec["limited"].is_object() {
-                errs.push(FieldError::required("spec.limited", "must not be empty when type is Limited"));
+                errs.push(FieldError::required(
+                    "spec.limited",
+                    "must not be empty when type is Limited",
+                ));
             }
             let t = str_or_empty(spec, &["limited", "limitResponse", "type"]);
             if !t.is_empty() && t != "Queue" && t != "Reject" {
-                errs.push(FieldError::not_supported("spec.limited.limitResponse.type", t, &["Queue", "Reject"]));
+                errs.push(FieldError::not_supported(
+                    "spec.limited.limitResponse.type",
+                    t,
+                    &["Queue", "Reject"],
+                ));
             }
         }
         Some("Exempt") => {
             if spec["limited"].is_object() {
-                errs.push(FieldError::forbidden("spec.limited", "must be nil if the type is not Limited"));
+                errs.push(FieldError::forbidden(
+                    "spec.limited",
+                    "must be nil if the type is not Limited",
+                ));
             }
         }
-        Some(other) => errs.push(FieldError::not_supported("spec.type", other, &["Exempt", "Limited"])),
+        Some(other) => {
+            errs.push(FieldError::not_supported("spec.type", other, &["Exempt", "Limited"]))
+        }
         None => errs.push(FieldError::required("spec.type", "")),
     }
 }
@@ -339,7 +447,11 @@ fn service_cidr(errs: &mut Errs, obj: &Value) {
     for (i, c) in cidrs.iter().enumerate() {
         let s = c.as_str().unwrap_or("");
         if parse_cidr(s).is_none() {
-            errs.push(FieldError::invalid(format!("spec.cidrs[{i}]"), go_quote(s), "must be a valid CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)"));
+            errs.push(FieldError::invalid(
+                format!("spec.cidrs[{i}]"),
+                go_quote(s),
+                "must be a valid CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)",
+            ));
         }
     }
 }
@@ -348,8 +460,16 @@ fn ip_address(errs: &mut Errs, obj: &Value) {
     let name = str_or_empty(obj, &["metadata", "name"]);
     match name.parse::<std::net::IpAddr>() {
         Ok(ip) if ip.to_string() == name => {}
-        Ok(ip) => errs.push(FieldError::invalid("metadata.name", go_quote(name), format!("must be in canonical form (\"{ip}\")"))),
-        Err(_) => errs.push(FieldError::invalid("metadata.name", go_quote(name), "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)")),
+        Ok(ip) => errs.push(FieldError::invalid(
+            "metadata.name",
+            go_quote(name),
+            format!("must be in canonical form (\"{ip}\")"),
+        )),
+        Err(_) => errs.push(FieldError::invalid(
+            "metadata.name",
+            go_quote(name),
+            "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)",
+        )),
     }
     if !obj["spec"]["parentRef"].is_object() {
         errs.push(FieldError::required("spec.parentRef", ""));

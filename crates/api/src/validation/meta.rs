@@ -26,9 +26,7 @@ fn name_messages(kind: &str, obj: &Value, name: &str, prefix: bool) -> Vec<Strin
         | "FlowSchema"
         | "PriorityLevelConfiguration"
         | "CertificateSigningRequest"
-        | "IPAddress" => {
-            is_valid_path_segment_name(name)
-        }
+        | "IPAddress" => is_valid_path_segment_name(name),
         "CustomResourceDefinition" => {
             let mut out = is_dns1123_subdomain(&masked);
             let plural = str_or_empty(obj, &["spec", "names", "plural"]);
