@@ -259,6 +259,12 @@ pub fn validate(resource: &Resource, obj: &Value, old: Option<&Value>) -> Vec<Fi
         "PodTemplate" => errs.extend(pod::validate_pod_template(obj.get("template"), "template")),
         _ => errs.extend(cluster::validate(kind, obj, old)),
     }
+    if kind == "CustomResourceDefinition" {
+        for (i, v) in json::arr_at(obj, &["spec", "versions"]).iter().enumerate() {
+            let path = format!("spec.versions[{i}].schema.openAPIV3Schema");
+            errs.extend(crate::cel::rules::check_compiles(&v["schema"]["openAPIV3Schema"], &path));
+        }
+    }
     errs
 }
 

@@ -198,9 +198,10 @@ async fn params(
     let deny = pref["parameterNotFoundAction"].as_str() != Some("Allow");
     let missing = || {
         if deny {
-            Params::Missing(format!(
+            Params::Missing(
                 "no params found for policy binding with `Deny` parameterNotFoundAction"
-            ))
+                    .to_string(),
+            )
         } else {
             Params::Skip
         }

@@ -22,6 +22,47 @@ pub fn validate(schema: &Value, obj: &Value, old: Option<&Value>) -> Vec<FieldEr
     errors
 }
 
+/// Compile every rule of a CRD version's schema: a rule that does not parse is refused when
+/// the CRD is written, as upstream. `path` is the schema's own path
+/// (`spec.versions[0].schema.openAPIV3Schema`).
+pub fn check_compiles(schema: &Value, path: &str) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    compile_walk(schema, path, &mut errors);
+    errors
+}
+
+fn compile_walk(schema: &Value, path: &str, errors: &mut Vec<FieldError>) {
+    for (i, rule) in schema
+        .get("x-kubernetes-validations")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        for key in ["rule", "messageExpression"] {
+            if let Some(src) = rule.get(key).and_then(Value::as_str) {
+                if let Err(e) = Program::compile(src) {
+                    errors.push(FieldError::invalid(
+                        format!("{path}.x-kubernetes-validations[{i}].{key}"),
+                        go_quote(src),
+                        e.to_string(),
+                    ));
+                }
+            }
+        }
+    }
+    if let Some(props) = schema.get("properties").and_then(Value::as_object) {
+        for (k, child) in props {
+            compile_walk(child, &format!("{path}.properties[{k}]"), errors);
+        }
+    }
+    for key in ["items", "additionalProperties"] {
+        if let Some(child) = schema.get(key).filter(|c| c.is_object()) {
+            compile_walk(child, &format!("{path}.{key}"), errors);
+        }
+    }
+}
+
 fn join(path: &str, child: &str) -> String {
     if path.is_empty() {
         child.to_string()

@@ -83,8 +83,7 @@ fn admission_policies_deny_with_params_and_warn() {
         "{err}"
     );
     assert_eq!(c.get_json(&["deployment", "small"])["spec"]["replicas"], 2);
-    // Updates are checked too; scaling goes through the scale subresource, which the policy
-    // (on deployments, not deployments/scale) does not cover, so patch the object.
+    // Updates are checked too.
     let err =
         c.kubectl_fails(&["patch", "deployment", "small", "-p", r#"{"spec":{"replicas":4}}"#]);
     assert!(err.contains("replicas must be no greater than 3"), "{err}");
