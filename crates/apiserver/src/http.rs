@@ -39,6 +39,8 @@ pub struct AppState {
     pub address: String,
     /// The bearer token the server presents to node agents (`pods/log`, metrics).
     pub agent_token: String,
+    /// The cluster CA as the `kube-apiserver-client` CSR signer, when its key is readable.
+    pub signer: Option<Arc<crate::certificates::Signer>>,
 }
 
 /// The router of the whole API.
@@ -223,6 +225,7 @@ async fn handle(st: AppState, req: Request) -> ApiResult<Response> {
             &headers,
             body,
             &write,
+            st.signer.as_deref(),
         )
         .await?;
         return Ok(special_response(answer, shape, &r, &params));

@@ -22,6 +22,7 @@ pub mod auth;
 mod bootstrap;
 pub mod builtin_crds;
 pub mod catalog;
+pub mod certificates;
 pub mod discovery;
 pub mod error;
 mod gc;
@@ -136,6 +137,7 @@ pub async fn start(config: Config, store: Arc<dyn Store>) -> Result<Running, Sta
         auth: Arc::new(auth::Authenticator::new([(pki.admin_token.clone(), admin)])),
         address: addr.to_string(),
         agent_token: pki.admin_token.clone(),
+        signer: certificates::Signer::from_pki(&pki).map(Arc::new),
     };
     let router = http::router(state);
     let (tx, rx) = tokio::sync::oneshot::channel();

@@ -4,10 +4,12 @@
 //!   scheduler or controller-manager processes to probe, so the list holds `etcd-0`, the
 //!   store, healthy when a read of it succeeds;
 //! - `certificatesigningrequests/approval`: `kubectl certificate approve|deny` writes the
-//!   `Approved`/`Denied` condition through it. A CSR's creation records the requesting user in
+//!   `Approved`/`Denied` condition through it; approving a `kube-apiserver-client` request
+//!   issues its certificate at once (see [`crate::certificates`]). A CSR's creation records the requesting user in
 //!   `spec.username`/`spec.groups`, as upstream.
 
 use crate::auth::User;
+use crate::certificates::{Signer, CLIENT_SIGNER};
 use crate::error::{ApiError, ApiResult};
 use crate::http::read_object;
 use crate::registry::{Registry, WriteOptions};
@@ -47,6 +49,7 @@ pub async fn serve(
     headers: &HeaderMap,
     body: Body,
     write: &WriteOptions,
+    signer: Option<&Signer>,
 ) -> ApiResult<Answer> {
     match r.plural.as_str() {
         "bindings" => {
@@ -87,8 +90,8 @@ pub async fn serve(
                 )));
             }
             let given = read_object(headers, body).await?;
-            let w = approve(reg, r, name, &given, write).await?;
-            Ok(Answer::Object(200, w))
+            let approved = approve(reg, r, name, &given, write).await?;
+            Ok(Answer::Object(200, issue(reg, r, approved, write, signer).await?))
         }
     }
 }
@@ -164,6 +167,46 @@ async fn approve(
     current["status"]["conditions"] = Value::Array(stamped);
     let w = reg.update(r, None, name, current, Some("status"), write).await?;
     Ok(w.object)
+}
+
+/// An approved request for the `kube-apiserver-client` signer gets its certificate (or a
+/// `Failed` condition saying why not).
+async fn issue(
+    reg: &Registry,
+    r: &Resource,
+    mut csr: Value,
+    write: &WriteOptions,
+    signer: Option<&Signer>,
+) -> ApiResult<Value> {
+    let conditions = csr["status"]["conditions"].as_array().cloned().unwrap_or_default();
+    let approved = conditions.iter().any(|c| c["type"] == "Approved" && c["status"] == "True");
+    let decided = conditions.iter().any(|c| c["type"] == "Denied" || c["type"] == "Failed");
+    let Some(signer) = signer else { return Ok(csr) };
+    if !approved
+        || decided
+        || csr["spec"]["signerName"] != CLIENT_SIGNER
+        || csr["status"]["certificate"].as_str().is_some_and(|c| !c.is_empty())
+    {
+        return Ok(csr);
+    }
+    match signer.sign(&csr) {
+        Ok(pem) => {
+            use base64::Engine;
+            csr["status"]["certificate"] =
+                json!(base64::engine::general_purpose::STANDARD.encode(pem));
+        }
+        Err(message) => {
+            let now = crate::object::now_rfc3339();
+            let mut all = conditions;
+            all.push(
+                json!({"type": "Failed", "status": "True", "reason": "SignerValidationFailure",
+                "message": message, "lastUpdateTime": now, "lastTransitionTime": now}),
+            );
+            csr["status"]["conditions"] = Value::Array(all);
+        }
+    }
+    let name = crate::object::name(&csr).to_string();
+    Ok(reg.update(r, None, &name, csr, Some("status"), write).await?.object)
 }
 
 /// A new CSR records who asked for it.

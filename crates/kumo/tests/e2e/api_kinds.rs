@@ -2,7 +2,7 @@
 //! `kubectl get all` the same category, each new kind round-trips through `kubectl create`,
 //! bad input gets a 422 naming the field, and the objects a cluster bootstraps (RBAC roles,
 //! APF objects, APIServices, the ServiceCIDR) exist. CertificateSigningRequests are approved
-//! and denied with `kubectl certificate`, events.k8s.io Events share storage with core ones.
+//! (and signed by the cluster CA) and denied with `kubectl certificate`, events.k8s.io Events share storage with core ones.
 
 use crate::harness::Cluster;
 use std::time::Duration;
@@ -468,7 +468,7 @@ fn csr_manifest(c: &Cluster, name: &str) -> String {
 }
 
 #[test]
-fn certificate_approve_and_deny_set_conditions() {
+fn certificate_approve_issues_a_working_client_certificate_and_deny_refuses() {
     let c = Cluster::start();
     c.kubectl_in(&["create", "-f", "-"], &csr_manifest(&c, "alice"));
     c.kubectl_in(&["create", "-f", "-"], &csr_manifest(&c, "bob"));
@@ -480,12 +480,33 @@ fn certificate_approve_and_deny_set_conditions() {
     let csr = c.get_json(&["csr", "alice"]);
     assert_eq!(csr["status"]["conditions"][0]["type"], "Approved");
     assert_eq!(csr["status"]["conditions"][0]["status"], "True");
-    assert!(c.kubectl(&["get", "csr", "alice"]).contains("Approved"));
+    assert!(c.kubectl(&["get", "csr", "alice"]).contains("Approved,Issued"));
+    // The cluster CA issued a client certificate that authenticates as the request's subject.
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let cert = b64.decode(csr["status"]["certificate"].as_str().expect("issued")).unwrap();
+    let dir = c.data_dir().join("csr-alice");
+    std::fs::write(dir.join("cert.pem"), &cert).unwrap();
+    let config: serde_json::Value =
+        serde_json::from_str(&c.kubectl(&["config", "view", "--raw", "-o", "json"])).unwrap();
+    let cluster = &config["clusters"][0]["cluster"];
+    let alice = serde_json::json!({"apiVersion": "v1", "kind": "Config",
+        "clusters": [{"name": "kumo", "cluster": cluster}],
+        "users": [{"name": "alice", "user": {
+            "client-certificate": dir.join("cert.pem"), "client-key": dir.join("key.pem")}}],
+        "contexts": [{"name": "alice", "context": {"cluster": "kumo", "user": "alice"}}],
+        "current-context": "alice"});
+    let kubeconfig = c.file("alice.kubeconfig", &alice.to_string());
+    let whoami =
+        c.kubectl(&["--kubeconfig", kubeconfig.to_str().unwrap(), "auth", "whoami", "-o", "json"]);
+    let who: serde_json::Value = serde_json::from_str(&whoami).unwrap();
+    assert_eq!(who["status"]["userInfo"]["username"], "alice", "{whoami}");
+    assert!(who["status"]["userInfo"]["groups"].to_string().contains("devs"), "{whoami}");
     c.kubectl(&["certificate", "deny", "bob"]);
     assert_eq!(c.get_json(&["csr", "bob"])["status"]["conditions"][0]["type"], "Denied");
     // An approved request cannot be denied as well.
     let err = c.kubectl_fails(&["certificate", "deny", "alice"]);
-    assert!(err.contains("mutually exclusive") || err.contains("Approved"), "{err}");
+    assert!(err.contains("mutually exclusive") || err.to_lowercase().contains("approved"), "{err}");
 }
 
 #[test]
