@@ -13,6 +13,7 @@
 //! wrong type are left alone for validation to report. Custom resources and unknown kinds are
 //! left untouched (structural-schema defaults are the CRD handler's business).
 
+mod cluster;
 mod pod;
 
 use crate::resources::Resource;
@@ -93,6 +94,13 @@ pub fn apply(resource: &Resource, obj: &mut Value) {
         }
         "RoleBinding" | "ClusterRoleBinding" => binding(obj),
         "CustomResourceDefinition" => crd(obj),
+        "ValidatingAdmissionPolicy" => cluster::admission_policy(obj),
+        "ValidatingAdmissionPolicyBinding" => cluster::admission_policy_binding(obj),
+        "ValidatingWebhookConfiguration" => cluster::webhooks(obj, false),
+        "MutatingWebhookConfiguration" => cluster::webhooks(obj, true),
+        "FlowSchema" => cluster::flow_schema(obj),
+        "PriorityLevelConfiguration" => cluster::priority_level(obj),
+        "CSIDriver" => cluster::csi_driver(obj),
         _ => {}
     }
 }

@@ -16,8 +16,10 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod cel;
 pub mod defaults;
 pub mod disruption;
+pub mod events;
 pub mod hostports;
 pub mod managed;
 pub mod patch;

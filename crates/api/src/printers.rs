@@ -18,6 +18,7 @@
 //! custom resource columns and their JSONPath evaluation.
 
 mod builtin;
+mod cluster;
 mod columns;
 mod custom;
 mod format;

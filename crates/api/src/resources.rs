@@ -63,6 +63,9 @@ impl ScalePaths {
     }
 }
 
+/// The category of the kinds that extend the API (`kubectl get api-extensions`).
+const API_EXTENSIONS: &str = "api-extensions";
+
 /// The verbs of an ordinary read-write collection.
 pub const ALL_VERBS: &[&str] =
     &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
@@ -88,7 +91,8 @@ impl Resource {
 
     /// The store key prefix of this resource's objects: `/registry/<group>/<plural>/`.
     pub fn key_prefix(&self) -> String {
-        if self.group.is_empty() {
+        // events.k8s.io/v1 Event is a view of the core Event, stored once as upstream does.
+        if self.group.is_empty() || self.group == "events.k8s.io" && self.plural == "events" {
             format!("/registry/core/{}/", self.plural)
         } else {
             format!("/registry/{}/{}/", self.group, self.plural)
@@ -143,6 +147,10 @@ impl B {
         self.0.scale = Some(ScalePaths::standard());
         self
     }
+    fn categories(mut self, names: &[&str]) -> B {
+        self.0.categories = names.iter().map(|s| s.to_string()).collect();
+        self
+    }
     fn verbs(mut self, verbs: &[&'static str]) -> B {
         self.0.verbs = verbs.to_vec();
         self
@@ -167,6 +175,7 @@ pub fn definition_name(group: &str, version: &str, kind: &str) -> String {
         "apiregistration.k8s.io" => {
             return format!("io.k8s.kube-aggregator.pkg.apis.apiregistration.{version}.{kind}")
         }
+        "flowcontrol.apiserver.k8s.io" => "flowcontrol".to_string(),
         g => g.trim_end_matches(".k8s.io").replace(".authorization", "").to_string(),
     };
     let pkg = match pkg.as_str() {
@@ -196,6 +205,11 @@ pub fn builtin() -> Vec<Resource> {
             "update",
             "watch",
         ]),
+        // `bindings` is the old way to bind a pod (POST only); `pods/binding` is the new one.
+        B::new("", "v1", "Binding", "bindings", true).verbs(&["create"]),
+        B::new("", "v1", "ComponentStatus", "componentstatuses", false)
+            .short(&["cs"])
+            .verbs(&["get", "list"]),
         B::new("", "v1", "Endpoints", "endpoints", true).short(&["ep"]),
         B::new("", "v1", "ConfigMap", "configmaps", true).short(&["cm"]),
         B::new("", "v1", "Secret", "secrets", true),
@@ -211,8 +225,14 @@ pub fn builtin() -> Vec<Resource> {
             .short(&["pvc"])
             .status(),
         B::new("", "v1", "LimitRange", "limitranges", true).short(&["limits"]),
+        B::new("", "v1", "PodTemplate", "podtemplates", true),
         B::new("", "v1", "ResourceQuota", "resourcequotas", true).short(&["quota"]).status(),
+        B::new("apiregistration.k8s.io", "v1", "APIService", "apiservices", false)
+            .categories(&[API_EXTENSIONS])
+            .status(),
         B::new("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", true),
+        // events.k8s.io Events are core Events seen through another schema: same storage.
+        B::new("events.k8s.io", "v1", "Event", "events", true).short(&["ev"]),
         B::new("coordination.k8s.io", "v1", "Lease", "leases", true),
         B::new("apps", "v1", "Deployment", "deployments", true)
             .short(&["deploy"])
@@ -246,6 +266,64 @@ pub fn builtin() -> Vec<Resource> {
             .short(&["netpol"]),
         B::new("scheduling.k8s.io", "v1", "PriorityClass", "priorityclasses", false).short(&["pc"]),
         B::new("storage.k8s.io", "v1", "StorageClass", "storageclasses", false).short(&["sc"]),
+        B::new("storage.k8s.io", "v1", "CSIDriver", "csidrivers", false),
+        B::new("storage.k8s.io", "v1", "CSINode", "csinodes", false),
+        B::new("storage.k8s.io", "v1", "CSIStorageCapacity", "csistoragecapacities", true),
+        B::new("storage.k8s.io", "v1", "VolumeAttachment", "volumeattachments", false).status(),
+        B::new("networking.k8s.io", "v1", "ServiceCIDR", "servicecidrs", false).status(),
+        B::new("networking.k8s.io", "v1", "IPAddress", "ipaddresses", false).short(&["ip"]),
+        B::new("node.k8s.io", "v1", "RuntimeClass", "runtimeclasses", false),
+        B::new(
+            "certificates.k8s.io",
+            "v1",
+            "CertificateSigningRequest",
+            "certificatesigningrequests",
+            false,
+        )
+        .short(&["csr"])
+        .status(),
+        B::new("flowcontrol.apiserver.k8s.io", "v1", "FlowSchema", "flowschemas", false).status(),
+        B::new(
+            "flowcontrol.apiserver.k8s.io",
+            "v1",
+            "PriorityLevelConfiguration",
+            "prioritylevelconfigurations",
+            false,
+        )
+        .status(),
+        B::new(
+            "admissionregistration.k8s.io",
+            "v1",
+            "ValidatingAdmissionPolicy",
+            "validatingadmissionpolicies",
+            false,
+        )
+        .categories(&[API_EXTENSIONS])
+        .status(),
+        B::new(
+            "admissionregistration.k8s.io",
+            "v1",
+            "ValidatingAdmissionPolicyBinding",
+            "validatingadmissionpolicybindings",
+            false,
+        )
+        .categories(&[API_EXTENSIONS]),
+        B::new(
+            "admissionregistration.k8s.io",
+            "v1",
+            "ValidatingWebhookConfiguration",
+            "validatingwebhookconfigurations",
+            false,
+        )
+        .categories(&[API_EXTENSIONS]),
+        B::new(
+            "admissionregistration.k8s.io",
+            "v1",
+            "MutatingWebhookConfiguration",
+            "mutatingwebhookconfigurations",
+            false,
+        )
+        .categories(&[API_EXTENSIONS]),
         B::new("rbac.authorization.k8s.io", "v1", "Role", "roles", true),
         B::new("rbac.authorization.k8s.io", "v1", "ClusterRole", "clusterroles", false),
         B::new("rbac.authorization.k8s.io", "v1", "RoleBinding", "rolebindings", true),
@@ -264,9 +342,21 @@ pub fn builtin() -> Vec<Resource> {
             false,
         )
         .short(&["crd", "crds"])
+        .categories(&[API_EXTENSIONS])
         .status()
         .verbs(crd_verbs),
         B::new("authentication.k8s.io", "v1", "SelfSubjectReview", "selfsubjectreviews", false)
+            .review(),
+        B::new("authentication.k8s.io", "v1", "TokenReview", "tokenreviews", false).review(),
+        B::new(
+            "authorization.k8s.io",
+            "v1",
+            "LocalSubjectAccessReview",
+            "localsubjectaccessreviews",
+            true,
+        )
+        .review(),
+        B::new("authorization.k8s.io", "v1", "SubjectAccessReview", "subjectaccessreviews", false)
             .review(),
         B::new(
             "authorization.k8s.io",

@@ -12,6 +12,7 @@
 //! storage classes.
 
 mod apps;
+mod cluster;
 mod core;
 mod cron;
 pub(crate) mod json;
@@ -46,6 +47,8 @@ pub enum ErrorType {
     TooMany,
     /// A value names something that does not exist.
     NotFound,
+    /// A message that stands alone, with no phrase or value (an admission policy's denial).
+    Message,
 }
 
 impl ErrorType {
@@ -60,6 +63,7 @@ impl ErrorType {
             ErrorType::TooLong => "Too long",
             ErrorType::TooMany => "Too many",
             ErrorType::NotFound => "Not found",
+            ErrorType::Message => "",
         }
     }
 }
@@ -90,11 +94,15 @@ impl FieldError {
             ErrorType::TooLong => "FieldValueTooLong",
             ErrorType::TooMany => "FieldValueTooMany",
             ErrorType::NotFound => "FieldValueNotFound",
+            ErrorType::Message => "FieldValueInvalid",
         }
     }
 
     /// The message without the field path (upstream's `ErrorBody`, the `StatusCause` message).
     pub fn body(&self) -> String {
+        if self.type_ == ErrorType::Message {
+            return self.detail.clone();
+        }
         let mut s = self.type_.phrase().to_string();
         let prints_value =
             !matches!(self.type_, ErrorType::Required | ErrorType::Forbidden | ErrorType::TooLong);
@@ -267,7 +275,14 @@ pub fn validate(resource: &Resource, obj: &Value, old: Option<&Value>) -> Vec<Fi
         "PersistentVolumeClaim" | "PersistentVolume" | "StorageClass" => {
             errs.extend(storage::validate(kind, obj, old))
         }
-        _ => {}
+        "PodTemplate" => errs.extend(pod::validate_pod_template(obj.get("template"), "template")),
+        _ => errs.extend(cluster::validate(kind, obj, old)),
+    }
+    if kind == "CustomResourceDefinition" {
+        for (i, v) in json::arr_at(obj, &["spec", "versions"]).iter().enumerate() {
+            let path = format!("spec.versions[{i}].schema.openAPIV3Schema");
+            errs.extend(crate::cel::rules::check_compiles(&v["schema"]["openAPIV3Schema"], &path));
+        }
     }
     errs
 }

@@ -99,6 +99,9 @@ fn subresource_names(r: &Resource) -> Vec<&'static str> {
     if r.scale.is_some() {
         subs.push("scale");
     }
+    if r.group == "certificates.k8s.io" && r.plural == "certificatesigningrequests" {
+        subs.push("approval");
+    }
     subs
 }
 

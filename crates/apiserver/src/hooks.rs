@@ -136,8 +136,10 @@ pub async fn validate(
     obj: &Value,
     old: Option<&Value>,
 ) -> ApiResult<()> {
-    if r.crd_schema.is_some() {
-        let errors = crate::builtin_crds::rules::validate(r, obj);
+    if let Some(schema) = &r.crd_schema {
+        let mut errors = crate::builtin_crds::rules::validate(r, obj);
+        // The CRD's own `x-kubernetes-validations` rules, in CEL.
+        errors.extend(kumo_api::cel::rules::validate(schema, obj, old));
         if !errors.is_empty() {
             return Err(ApiError::invalid(&r.group, &r.kind, object::name(obj), errors));
         }
@@ -164,6 +166,10 @@ pub async fn validate(
 pub async fn after_write(reg: &Registry, r: &Resource, obj: &Value) {
     if is(r, "apiextensions.k8s.io", "customresourcedefinitions") {
         refresh_crds(reg).await;
+        // Spawned: these write through the registry, which calls back into this hook.
+        crate::bootstrap::spawn_api_service_sync(reg.clone());
+    } else if is(r, "rbac.authorization.k8s.io", "clusterroles") {
+        crate::bootstrap::spawn_aggregation(reg.clone());
     } else if is(r, "", "namespaces") {
         if object::is_deleting(obj) {
             gc::spawn_namespace_cleanup(reg.clone(), object::name(obj).to_string());
@@ -179,6 +185,9 @@ pub async fn after_write(reg: &Registry, r: &Resource, obj: &Value) {
 pub async fn after_delete(reg: &Registry, r: &Resource, obj: &Value) {
     if is(r, "apiextensions.k8s.io", "customresourcedefinitions") {
         refresh_crds(reg).await;
+        crate::bootstrap::spawn_api_service_sync(reg.clone());
+    } else if is(r, "rbac.authorization.k8s.io", "clusterroles") {
+        crate::bootstrap::spawn_aggregation(reg.clone());
     }
     gc::spawn_for_deleted(reg.clone(), obj.clone());
 }

@@ -39,6 +39,8 @@ pub struct AppState {
     pub address: String,
     /// The bearer token the server presents to node agents (`pods/log`, metrics).
     pub agent_token: String,
+    /// The cluster CA as the `kube-apiserver-client` CSR signer, when its key is readable.
+    pub signer: Option<Arc<crate::certificates::Signer>>,
 }
 
 /// The router of the whole API.
@@ -204,6 +206,7 @@ async fn handle(st: AppState, req: Request) -> ApiResult<Response> {
             .unwrap_or_else(|| user_agent.split('/').next().unwrap_or("unknown").to_string()),
         force: params.flag("force"),
         applied: false,
+        user: user.clone(),
     };
     if write.field_manager.chars().count() > 128 {
         return Err(ApiError::BadRequest(format!(
@@ -212,6 +215,21 @@ async fn handle(st: AppState, req: Request) -> ApiResult<Response> {
         )));
     }
     let sub = info.subresource.as_deref();
+    if crate::special::handles(&r, &method, info.name.as_deref(), sub) {
+        let answer = crate::special::serve(
+            reg,
+            &r,
+            ns.as_deref(),
+            info.name.as_deref(),
+            &method,
+            &headers,
+            body,
+            &write,
+            st.signer.as_deref(),
+        )
+        .await?;
+        return Ok(special_response(answer, shape, &r, &params));
+    }
     match (&method, info.name.as_deref(), sub) {
         (&Method::GET, None, _) => {
             if params.flag("watch") {
@@ -221,11 +239,14 @@ async fn handle(st: AppState, req: Request) -> ApiResult<Response> {
         }
         (&Method::POST, None, _) if r.create_only => {
             let obj = read_object(&headers, body).await?;
-            let answer = crate::reviews::answer(&r, obj, user.as_ref())?;
+            let answer = crate::reviews::answer(&r, obj, user.as_ref(), &st.auth, ns.as_deref())?;
             Ok(json_response(StatusCode::CREATED, &answer))
         }
         (&Method::POST, None, _) => {
-            let obj = read_object(&headers, body).await?;
+            let mut obj = read_object(&headers, body).await?;
+            if r.group == "certificates.k8s.io" {
+                crate::special::stamp_requester(&mut obj, user.as_ref());
+            }
             let w = reg.create(&r, ns.as_deref(), obj, &write).await?;
             Ok(written(StatusCode::CREATED, w.object, w.warnings, shape, &r))
         }
@@ -331,6 +352,35 @@ fn shaped(code: StatusCode, obj: Value, shape: Shape, r: &Resource, params: &Par
             let include = Include::parse(params.get("includeObject"));
             let rv = obj["metadata"]["resourceVersion"].as_str().map(str::to_string);
             json_response(code, &table::table(r, &[obj], include, rv, None, true))
+        }
+    }
+}
+
+fn special_response(
+    answer: crate::special::Answer,
+    shape: Shape,
+    r: &Resource,
+    params: &Params,
+) -> Response {
+    match answer {
+        crate::special::Answer::Object(code, v) => {
+            shaped(StatusCode::from_u16(code).unwrap_or(StatusCode::OK), v, shape, r, params)
+        }
+        crate::special::Answer::List(items) => {
+            let v = if shape == Shape::Table {
+                table::table(
+                    r,
+                    &items,
+                    Include::parse(params.get("includeObject")),
+                    None,
+                    None,
+                    true,
+                )
+            } else {
+                json!({"kind": format!("{}List", r.kind), "apiVersion": r.api_version(),
+                    "metadata": {}, "items": items})
+            };
+            json_response(StatusCode::OK, &v)
         }
     }
 }

@@ -19,8 +19,10 @@
 pub mod admission;
 mod agents;
 pub mod auth;
+mod bootstrap;
 pub mod builtin_crds;
 pub mod catalog;
+pub mod certificates;
 pub mod discovery;
 pub mod error;
 mod gc;
@@ -30,10 +32,12 @@ mod metrics;
 pub mod object;
 pub mod openapi;
 pub mod pki;
+pub mod policy;
 pub mod registry;
 pub mod request;
 mod reviews;
 pub mod server;
+mod special;
 mod storage_admission;
 mod subresources;
 pub mod table;
@@ -134,6 +138,7 @@ pub async fn start(config: Config, store: Arc<dyn Store>) -> Result<Running, Sta
         auth: Arc::new(auth::Authenticator::new([(pki.admin_token.clone(), admin)])),
         address: addr.to_string(),
         agent_token: pki.admin_token.clone(),
+        signer: certificates::Signer::from_pki(&pki).map(Arc::new),
     };
     let router = http::router(state);
     let (tx, rx) = tokio::sync::oneshot::channel();
@@ -147,6 +152,7 @@ pub async fn start(config: Config, store: Arc<dyn Store>) -> Result<Running, Sta
 /// classes, the default `local-path` StorageClass and the `kubernetes` Service.
 async fn bootstrap(reg: &Registry, addr: SocketAddr) {
     builtin_crds::install(reg).await;
+    bootstrap::install(reg).await;
     let snap = reg.catalog.snapshot();
     let (Some(ns), Some(svc), Some(ep)) = (
         snap.find("", "v1", "namespaces").cloned(),

@@ -11,6 +11,7 @@ use crate::catalog::Catalog;
 use crate::error::{ApiError, ApiResult, Details};
 use crate::hooks;
 use crate::object;
+use crate::policy;
 use kumo_api::managed;
 use kumo_api::resources::Resource;
 use kumo_api::selector::{FieldSelector, LabelSelector};
@@ -31,6 +32,8 @@ pub struct WriteOptions {
     pub force: bool,
     /// Set inside the registry when server-side apply has already recorded managedFields.
     pub applied: bool,
+    /// Who writes (admission policies see it as `request.userInfo`).
+    pub user: Option<crate::auth::User>,
 }
 
 impl Default for WriteOptions {
@@ -41,6 +44,7 @@ impl Default for WriteOptions {
             field_manager: "unknown".into(),
             force: false,
             applied: false,
+            user: None,
         }
     }
 }
@@ -231,7 +235,7 @@ impl Registry {
                 object::meta_mut(&mut obj).insert("name".into(), Value::String(name));
             }
         }
-        let warnings = admission::check_schema(r, &mut obj, opts.field_validation)?;
+        let mut warnings = admission::check_schema(r, &mut obj, opts.field_validation)?;
         admission::prepare_create(r, &mut obj);
         kumo_api::defaults::apply(r, &mut obj);
         hooks::before_create(self, r, &mut obj).await?;
@@ -241,6 +245,16 @@ impl Registry {
             return Err(ApiError::invalid(&r.group, &r.kind, &name, errors));
         }
         hooks::validate(self, r, &obj, None).await?;
+        let admission = policy::Admission {
+            resource: r,
+            operation: "CREATE",
+            subresource: "",
+            object: Some(&obj),
+            old_object: None,
+            user: opts.user.as_ref(),
+            dry_run: opts.dry_run,
+        };
+        warnings.extend(policy::admit(self, &admission).await?);
         if !opts.applied {
             let now = object::now_rfc3339();
             let schema = admission::root_schema(r);
@@ -262,7 +276,7 @@ impl Registry {
             }
             return Ok(Written { object: obj, warnings });
         }
-        let kv = self.store.create(&key, object::to_bytes(&obj)).await.map_err(|e| match e {
+        let kv = self.store.create(&key, stored(r, &obj)).await.map_err(|e| match e {
             StoreError::AlreadyExists(_) => already_exists(r, &name),
             other => other.into(),
         })?;
@@ -321,7 +335,7 @@ impl Registry {
         sub: Option<&str>,
         opts: &WriteOptions,
     ) -> ApiResult<Written> {
-        let warnings = admission::check_schema(r, &mut obj, opts.field_validation)?;
+        let mut warnings = admission::check_schema(r, &mut obj, opts.field_validation)?;
         admission::prepare_update(r, &mut obj, old, sub == Some("status"));
         hooks::before_update(r, &mut obj, old);
         kumo_api::defaults::apply(r, &mut obj);
@@ -330,6 +344,16 @@ impl Registry {
             return Err(ApiError::invalid(&r.group, &r.kind, name, errors));
         }
         hooks::validate(self, r, &obj, Some(old)).await?;
+        let admission = policy::Admission {
+            resource: r,
+            operation: "UPDATE",
+            subresource: sub.unwrap_or(""),
+            object: Some(&obj),
+            old_object: Some(old),
+            user: opts.user.as_ref(),
+            dry_run: opts.dry_run,
+        };
+        warnings.extend(policy::admit(self, &admission).await?);
         if !opts.applied {
             let now = object::now_rfc3339();
             let schema = admission::root_schema(r);
@@ -369,7 +393,7 @@ impl Registry {
         }
         let kv = self
             .store
-            .update(&key, object::to_bytes(&obj), Some(expected))
+            .update(&key, stored(r, &obj), Some(expected))
             .await
             .map_err(|e| self.write_error(r, name, e))?;
         object::set_resource_version(&mut obj, kv.mod_revision);
@@ -549,11 +573,7 @@ impl Registry {
                 if opts.dry_run {
                     return Ok(Deleted::Pending(obj));
                 }
-                match self
-                    .store
-                    .update(&key, object::to_bytes(&obj), Some(current.mod_revision))
-                    .await
-                {
+                match self.store.update(&key, stored(r, &obj), Some(current.mod_revision)).await {
                     Ok(kv) => {
                         object::set_resource_version(&mut obj, kv.mod_revision);
                         hooks::after_write(self, r, &obj).await;
@@ -660,10 +680,25 @@ fn already_exists(r: &Resource, name: &str) -> ApiError {
     )
 }
 
+fn is_events_v1(r: &Resource) -> bool {
+    r.group == "events.k8s.io" && r.plural == "events"
+}
+
+/// The bytes stored for `obj`: events.k8s.io Events are stored as core Events.
+fn stored(r: &Resource, obj: &Value) -> Vec<u8> {
+    if is_events_v1(r) {
+        return object::to_bytes(&kumo_api::events::to_core(obj));
+    }
+    object::to_bytes(obj)
+}
+
 /// Decode a stored object for the version `r` serves.
 pub fn decode(r: &Resource, kv: &kumo_store::KeyValue) -> ApiResult<Value> {
     let mut obj = object::from_kv(kv)
         .ok_or_else(|| ApiError::Internal(format!("stored object {} is not valid JSON", kv.key)))?;
+    if is_events_v1(r) {
+        obj = kumo_api::events::to_events_v1(&obj);
+    }
     // Custom resources share storage across versions; the object reports the version asked for.
     obj["apiVersion"] = Value::String(r.api_version());
     obj["kind"] = Value::String(r.kind.clone());

@@ -13,6 +13,13 @@ use serde_json::{json, Value};
 pub(crate) use super::columns::columns;
 
 pub(crate) fn cells(kind: &str, obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+    if let Some(row) = super::cluster::cells(kind, obj, now) {
+        return row;
+    }
+    if kind == "Event" && obj["apiVersion"] == "events.k8s.io/v1" {
+        // Printed as upstream prints both: from the core fields.
+        return cells(kind, &crate::events::to_core(obj), now);
+    }
     let nm = name(obj);
     let ag = age(obj, now);
     match kind {

@@ -38,6 +38,10 @@ fn age_col() -> Column {
 /// The columns of a built-in kind.
 pub(crate) fn columns(kind: &str) -> Vec<Column> {
     let mut c = vec![name_col()];
+    if let Some(more) = super::cluster::columns(kind) {
+        c.extend(more);
+        return c;
+    }
     match kind {
         "Pod" => c.extend([
             s("Ready", t("The aggregate readiness state of this pod for accepting traffic.")),

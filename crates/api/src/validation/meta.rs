@@ -18,9 +18,15 @@ fn name_messages(kind: &str, obj: &Value, name: &str, prefix: bool) -> Vec<Strin
     match kind {
         "Namespace" => is_dns1123_label(&masked),
         "Service" => is_dns1035_label(&masked),
-        "Role" | "ClusterRole" | "RoleBinding" | "ClusterRoleBinding" => {
-            is_valid_path_segment_name(name)
-        }
+        "Role"
+        | "ClusterRole"
+        | "RoleBinding"
+        | "ClusterRoleBinding"
+        | "APIService"
+        | "FlowSchema"
+        | "PriorityLevelConfiguration"
+        | "CertificateSigningRequest"
+        | "IPAddress" => is_valid_path_segment_name(name),
         "CustomResourceDefinition" => {
             let mut out = is_dns1123_subdomain(&masked);
             let plural = str_or_empty(obj, &["spec", "names", "plural"]);

@@ -2,8 +2,10 @@
 #![allow(clippy::unwrap_used)]
 //! and plain HTTPS. Each test starts its own cluster on a free port in a temp dir.
 
+mod admission_policies;
 mod agent;
 mod api_errors;
+mod api_kinds;
 mod conformance;
 mod crds;
 mod durability;
