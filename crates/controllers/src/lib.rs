@@ -18,6 +18,7 @@
 //! next trigger or resync.
 //!
 //! - [`replicaset`]: pods for a ReplicaSet (claim, create, delete, status, expectations).
+//! - [`replicationcontroller`]: the same for ReplicationControllers (equality selectors).
 //! - [`deployment`]: ReplicaSets for a Deployment (pod-template-hash, revisions, RollingUpdate,
 //!   Recreate, paused, history cleanup, Available/Progressing conditions).
 //! - [`statefulset`]: ordered pods with stable names and per-ordinal claims.
@@ -48,6 +49,7 @@ pub mod job;
 pub mod nodelifecycle;
 pub mod pods;
 pub mod replicaset;
+pub mod replicationcontroller;
 pub mod selector;
 pub mod statefulset;
 
@@ -98,6 +100,7 @@ pub async fn run_with(
     let shutdown = shutdown.shared();
     tokio::join!(
         replicaset::run(client.clone(), shutdown.clone()),
+        replicationcontroller::run(client.clone(), shutdown.clone()),
         endpoints::run(client.clone(), shutdown.clone()),
         nodelifecycle::run(client.clone(), config.node_lifecycle, shutdown.clone()),
         statefulset::run(client.clone(), shutdown.clone()),
