@@ -19,11 +19,13 @@
 pub mod defaults;
 pub mod disruption;
 pub mod hostports;
+pub mod limitrange;
 pub mod managed;
 pub mod patch;
 pub mod printers;
 pub mod protobuf;
 pub mod quantity;
+pub mod quota;
 pub mod resources;
 pub mod schema;
 pub mod selector;
