@@ -347,6 +347,32 @@ pub fn to_list(hard: &Usage, used: &Usage) -> serde_json::Map<String, Value> {
         .collect()
 }
 
+/// Which kind a quota resource name counts: `count/deployments.apps` → (apps, deployments);
+/// `requests.cpu` → pods; `services.nodeports` → services; `requests.storage` → PVCs.
+pub fn kind_of(name: &str) -> (String, String) {
+    if let Some(rest) = name.strip_prefix("count/") {
+        return match rest.split_once('.') {
+            Some((plural, group)) => (group.to_string(), plural.to_string()),
+            None => (String::new(), rest.to_string()),
+        };
+    }
+    let plural = match name {
+        "services" | "services.nodeports" | "services.loadbalancers" => "services",
+        "configmaps" => "configmaps",
+        "secrets" => "secrets",
+        "replicationcontrollers" => "replicationcontrollers",
+        "resourcequotas" => "resourcequotas",
+        n if n == "persistentvolumeclaims"
+            || n.ends_with("storage") && !n.contains("ephemeral")
+            || n.ends_with("/persistentvolumeclaims") =>
+        {
+            "persistentvolumeclaims"
+        }
+        _ => "pods",
+    };
+    (String::new(), plural.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -419,6 +445,21 @@ mod tests {
         );
         assert!(constraints(&hard, &pod(json!({"requests": {"cpu": "1"}}))).is_ok());
         assert!(constraints(&usage_of(&[("pods", 1000)]), &pod(json!({}))).is_ok());
+    }
+
+    #[test]
+    fn quota_names_map_to_the_kinds_they_count() {
+        let k = |n: &str| kind_of(n);
+        assert_eq!(k("count/deployments.apps"), ("apps".into(), "deployments".into()));
+        assert_eq!(k("count/pods"), ("".into(), "pods".into()));
+        assert_eq!(k("requests.cpu"), ("".into(), "pods".into()));
+        assert_eq!(k("requests.ephemeral-storage"), ("".into(), "pods".into()));
+        assert_eq!(k("requests.storage"), ("".into(), "persistentvolumeclaims".into()));
+        assert_eq!(
+            k("gold.storageclass.storage.k8s.io/persistentvolumeclaims"),
+            ("".into(), "persistentvolumeclaims".into())
+        );
+        assert_eq!(k("services.nodeports"), ("".into(), "services".into()));
     }
 
     #[test]

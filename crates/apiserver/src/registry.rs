@@ -235,12 +235,14 @@ impl Registry {
         admission::prepare_create(r, &mut obj);
         kumo_api::defaults::apply(r, &mut obj);
         hooks::before_create(self, r, &mut obj).await?;
+        admission::limitrange::default(self, r, &mut obj).await?;
         let errors = kumo_api::validation::validate(r, &obj, None);
         let name = object::name(&obj).to_string();
         if !errors.is_empty() {
             return Err(ApiError::invalid(&r.group, &r.kind, &name, errors));
         }
         hooks::validate(self, r, &obj, None).await?;
+        admission::limitrange::validate(self, r, &obj).await?;
         if !opts.applied {
             let now = object::now_rfc3339();
             let schema = admission::root_schema(r);
@@ -260,8 +262,14 @@ impl Registry {
             if self.store.get(&key).await?.is_some() {
                 return Err(already_exists(r, &name));
             }
+            admission::quota::admit(self, r, &obj, true).await?;
             return Ok(Written { object: obj, warnings });
         }
+        // Quota last, just before the write: only a request that will be stored is charged.
+        if self.store.get(&key).await?.is_some() {
+            return Err(already_exists(r, &name));
+        }
+        admission::quota::admit(self, r, &obj, false).await?;
         let kv = self.store.create(&key, object::to_bytes(&obj)).await.map_err(|e| match e {
             StoreError::AlreadyExists(_) => already_exists(r, &name),
             other => other.into(),

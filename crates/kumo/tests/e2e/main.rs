@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used)]
 //! and plain HTTPS. Each test starts its own cluster on a free port in a temp dir.
 
+mod admission;
 mod agent;
 mod api_errors;
 mod conformance;
@@ -13,6 +14,7 @@ mod harness;
 mod kube_client;
 mod kubectl_basics;
 mod kubectl_deletion;
+mod replication_controllers;
 mod scheduling;
 mod server_side_apply;
 mod services;
