@@ -8,6 +8,7 @@
 //! <https://kubernetes.io/docs/reference/using-api/server-side-apply/>.
 
 pub mod fieldset;
+pub mod lastapplied;
 
 use crate::schema::SchemaRef;
 use fieldset::{path_string, remove_at, value_at, Element, FieldSet};
@@ -136,7 +137,7 @@ pub fn record_update(
     status_is_separate: bool,
     now: &str,
 ) {
-    let mut list = old.map(entries).unwrap_or_default();
+    let mut list = base_entries(old, new);
     let new_set = owned_fields(new, schema, subresource, status_is_separate);
     let old_set =
         old.map(|o| owned_fields(o, schema, subresource, status_is_separate)).unwrap_or_default();
@@ -175,6 +176,26 @@ pub fn record_update(
         }
     }
     store(new, &list);
+}
+
+/// The entries an update starts from, as upstream's `decodeLiveOrNew`: managedFields the
+/// request sets (and that differ from the stored ones) replace them; an empty list resets them;
+/// a request without any keeps the stored ones, so clients that do not know the field cannot
+/// drop it.
+fn base_entries(old: Option<&Value>, new: &Value) -> Vec<Entry> {
+    let stored = old.map(entries).unwrap_or_default();
+    match new["metadata"].get("managedFields") {
+        Some(Value::Array(list)) if list.is_empty() => Vec::new(),
+        Some(Value::Array(_)) => {
+            let given = entries(new);
+            if given.is_empty() {
+                stored
+            } else {
+                given
+            }
+        }
+        _ => stored,
+    }
 }
 
 fn old_set_contains(set: &FieldSet, path: &[Element]) -> bool {

@@ -5,6 +5,7 @@
 mod admission;
 mod agent;
 mod api_errors;
+mod apply_upgrade;
 mod conformance;
 mod crds;
 mod durability;
