@@ -15,6 +15,7 @@ mod harness;
 mod kube_client;
 mod kubectl_basics;
 mod kubectl_deletion;
+mod kubectl_edit;
 mod replication_controllers;
 mod scheduling;
 mod server_side_apply;
