@@ -198,6 +198,18 @@ fn base_entries(old: Option<&Value>, new: &Value) -> Vec<Entry> {
     }
 }
 
+/// Whether `set` has any path strictly below `path`.
+fn owns_inside(set: &FieldSet, path: &[Element]) -> bool {
+    let mut cur = set;
+    for e in path {
+        match cur.children.get(e) {
+            Some(c) => cur = c,
+            None => return false,
+        }
+    }
+    cur.children.values().any(|c| !c.is_empty())
+}
+
 fn old_set_contains(set: &FieldSet, path: &[Element]) -> bool {
     let mut cur = set;
     for e in path {
@@ -272,9 +284,19 @@ pub fn apply(
         .fold(FieldSet::default(), |acc, e| acc.union(&e.fields));
     // Fields this manager applied before and stopped applying go, unless someone else owns them.
     let dropped = previous.difference(&applied).difference(&others);
-    let mut paths = dropped.paths();
-    paths.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    let all = dropped.paths();
     let kept = others.union(&applied);
+    // A dropped list item goes whole: its fields (its key among them) are not removed one by
+    // one first, or the item could no longer be found by its key. A field that someone still
+    // owns something inside (an empty list applied before, with items now) stays, as
+    // upstream adds back the parents of owned items.
+    let mut paths: Vec<_> = all
+        .iter()
+        .filter(|p| !all.iter().any(|q| q.len() < p.len() && p.starts_with(q)))
+        .filter(|p| !owns_inside(&kept, p))
+        .cloned()
+        .collect();
+    paths.sort_by_key(|p| std::cmp::Reverse(p.len()));
     for p in paths {
         remove_at(&mut merged, &p);
         // A map emptied by the removal goes too, unless someone owns it as such.
