@@ -7,6 +7,8 @@
 //!   `kumo up` to ready.
 //! - `kumo-bench agent` (`bench/agent`): the node agent's pod start-up latency and RSS; see
 //!   [`agent`].
+//! - `kumo-bench apply` (`bench/apply`): server-side apply against create and update of a
+//!   3 KB Deployment; see [`apply`].
 //! - `kumo-bench serve PORT`: the trivial HTTP server the agent benchmark's pods run.
 
 use anyhow::{bail, Context, Result};
@@ -19,6 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 mod agent;
+mod apply;
 
 const VALUE_1K: usize = 1000;
 
@@ -240,8 +243,11 @@ fn main() -> Result<()> {
         // No async runtime: the pods' server stays a single small thread.
         Some("serve") => agent::serve(&args[1..]),
         Some("agent") => runtime()?.block_on(agent::main(&args[1..])),
+        Some("apply") => runtime()?.block_on(apply::main(&args[1..])),
         None => runtime()?.block_on(foundation()),
-        Some(other) => bail!("unknown subcommand {other:?}: use none, `agent` or `serve PORT`"),
+        Some(other) => {
+            bail!("unknown subcommand {other:?}: use none, `agent`, `apply` or `serve PORT`")
+        }
     }
 }
 
