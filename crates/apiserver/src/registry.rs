@@ -11,12 +11,14 @@ use crate::catalog::Catalog;
 use crate::error::{ApiError, ApiResult, Details};
 use crate::hooks;
 use crate::object;
-use kumo_api::managed::{self, lastapplied};
+use kumo_api::managed;
 use kumo_api::resources::Resource;
 use kumo_api::selector::{FieldSelector, LabelSelector};
 use kumo_store::{RangeRequest, Store, StoreError};
 use serde_json::{json, Value};
 use std::sync::Arc;
+
+mod apply;
 
 /// Options every write takes.
 #[derive(Debug, Clone)]
@@ -269,11 +271,17 @@ impl Registry {
         if self.store.get(&key).await?.is_some() {
             return Err(already_exists(r, &name));
         }
-        admission::quota::admit(self, r, &obj, false).await?;
-        let kv = self.store.create(&key, object::to_bytes(&obj)).await.map_err(|e| match e {
-            StoreError::AlreadyExists(_) => already_exists(r, &name),
-            other => other.into(),
-        })?;
+        let charge = admission::quota::admit(self, r, &obj, false).await?;
+        let kv = match self.store.create(&key, object::to_bytes(&obj)).await {
+            Ok(kv) => kv,
+            Err(e) => {
+                admission::quota::release(self, &charge).await;
+                return Err(match e {
+                    StoreError::AlreadyExists(_) => already_exists(r, &name),
+                    other => other.into(),
+                });
+            }
+        };
         object::set_resource_version(&mut obj, kv.mod_revision);
         hooks::after_write(self, r, &obj).await;
         Ok(Written { object: obj, warnings })
@@ -463,76 +471,6 @@ impl Registry {
             format!("too many concurrent writes to {} \"{name}\"; try again", r.group_resource()),
             Some(Details::new(&r.group, &r.plural, name)),
         ))
-    }
-
-    fn server_side_apply(
-        &self,
-        r: &Resource,
-        live: Option<&Value>,
-        config: &Value,
-        opts: &WriteOptions,
-    ) -> ApiResult<Value> {
-        if config["apiVersion"].as_str().is_none_or(str::is_empty)
-            || config["kind"].as_str().is_none_or(str::is_empty)
-        {
-            return Err(ApiError::BadRequest(
-                "an applied configuration must set apiVersion and kind".into(),
-            ));
-        }
-        let now = object::now_rfc3339();
-        let schema = admission::root_schema(r);
-        let api_version = r.api_version();
-        let apply = |force: bool| {
-            managed::apply(
-                schema,
-                live,
-                config,
-                &opts.field_manager,
-                &api_version,
-                force,
-                r.status,
-                &now,
-            )
-        };
-        let manager = opts.field_manager.as_str();
-        let mut merged = match apply(opts.force) {
-            Ok(merged) => merged,
-            // kubectl's own earlier client-side applies are not conflicts (upstream's
-            // lastAppliedManager): what the annotation set, and still holds, may be taken.
-            Err(conflicts) if manager == lastapplied::MANAGER => {
-                let allowed = live
-                    .and_then(|l| lastapplied::allowed_fields(schema, l, &api_version, r.status));
-                let left = match &allowed {
-                    Some(a) => lastapplied::remaining(&conflicts, a),
-                    None => conflicts,
-                };
-                if !left.is_empty() {
-                    return Err(ApiError::apply_conflict(
-                        &r.group,
-                        &r.plural,
-                        object::name(config),
-                        left,
-                    ));
-                }
-                apply(true).map_err(|c| {
-                    ApiError::apply_conflict(&r.group, &r.plural, object::name(config), c)
-                })?
-            }
-            Err(conflicts) => {
-                return Err(ApiError::apply_conflict(
-                    &r.group,
-                    &r.plural,
-                    object::name(config),
-                    conflicts,
-                ))
-            }
-        };
-        // Keep client-side apply's annotation in step (upstream's lastAppliedUpdater), so a
-        // later `kubectl apply` without --server-side diffs against what was last applied.
-        if lastapplied::keeps_annotation(manager, live) {
-            lastapplied::update_annotation(&mut merged, config);
-        }
-        Ok(merged)
     }
 
     /// Delete an object.

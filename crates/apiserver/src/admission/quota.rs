@@ -29,9 +29,62 @@ fn forbidden(r: &Resource, obj: &Value, message: String) -> ApiError {
     )
 }
 
+/// What a request was charged: given back if it is refused after all.
+#[derive(Debug, Default)]
+pub struct Charge {
+    /// Store keys of the quotas charged.
+    quotas: Vec<String>,
+    /// What was charged to each.
+    requested: Usage,
+}
+
 /// Check `obj` (about to be created) against every quota of its namespace and, unless
-/// `dry_run`, charge it.
-pub async fn admit(reg: &Registry, r: &Resource, obj: &Value, dry_run: bool) -> ApiResult<()> {
+/// `dry_run`, charge it. A refusal by one quota after others were charged (a race lost on a
+/// later quota, then a recheck that no longer fits) gives the earlier charges back.
+pub async fn admit(reg: &Registry, r: &Resource, obj: &Value, dry_run: bool) -> ApiResult<Charge> {
+    let mut charge = Charge::default();
+    match charge_all(reg, r, obj, dry_run, &mut charge).await {
+        Ok(()) => Ok(charge),
+        Err(e) => {
+            release(reg, &charge).await;
+            Err(e)
+        }
+    }
+}
+
+/// Give a charge back (the request it was for was not stored).
+pub async fn release(reg: &Registry, charge: &Charge) {
+    for key in &charge.quotas {
+        for _ in 0..MAX_RETRIES {
+            let Ok(Some(kv)) = reg.store.get(key).await else { break };
+            let Some(mut q) = object::from_kv(&kv) else { break };
+            let hard = quota::hard(&q);
+            let mut used = quota::used(&q);
+            for (k, v) in &charge.requested {
+                if let Some(u) = used.get_mut(k) {
+                    *u = (*u - v).max(0);
+                }
+            }
+            q["status"]["used"] = Value::Object(quota::to_list(&hard, &used));
+            match reg.store.update(key, object::to_bytes(&q), Some(kv.mod_revision)).await {
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(e) => {
+                    tracing::warn!(quota = %key, error = %e, "charge not given back; the quota controller will correct it");
+                    break;
+                }
+                Ok(_) => break,
+            }
+        }
+    }
+}
+
+async fn charge_all(
+    reg: &Registry,
+    r: &Resource,
+    obj: &Value,
+    dry_run: bool,
+    charged: &mut Charge,
+) -> ApiResult<()> {
     if !r.namespaced {
         return Ok(());
     }
@@ -40,6 +93,7 @@ pub async fn admit(reg: &Registry, r: &Resource, obj: &Value, dry_run: bool) -> 
     };
     let ns = object::namespace(obj).unwrap_or("default").to_string();
     let requested = quota::usage(&r.group, &r.plural, obj);
+    charged.requested = requested.clone();
     let is_pod = r.group.is_empty() && r.plural == "pods";
     for _ in 0..MAX_RETRIES {
         let page = reg
@@ -55,6 +109,10 @@ pub async fn admit(reg: &Registry, r: &Resource, obj: &Value, dry_run: bool) -> 
         // Check every quota first, then charge: a refusal by any charges none.
         let mut charges = Vec::new();
         for kv in &page.kvs {
+            // Charged already in an earlier round that lost a race on another quota.
+            if charged.quotas.contains(&kv.key) {
+                continue;
+            }
             let Some(q) = object::from_kv(kv) else { continue };
             if !quota::applies(&q, &r.group, &r.plural, obj) {
                 continue;
@@ -87,7 +145,7 @@ pub async fn admit(reg: &Registry, r: &Resource, obj: &Value, dry_run: bool) -> 
             q["status"] =
                 json!({"hard": q["spec"]["hard"].clone(), "used": quota::to_list(&hard, &after)});
             match reg.store.update(&key, object::to_bytes(&q), Some(revision)).await {
-                Ok(_) => {}
+                Ok(_) => charged.quotas.push(key),
                 Err(StoreError::Conflict { .. }) => {
                     lost_race = true;
                     break;
