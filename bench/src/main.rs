@@ -9,6 +9,8 @@
 //!   [`agent`].
 //! - `kumo-bench volumes` (`bench/volumes`): ConfigMap update → file latency and pod start
 //!   time with volumes; see [`volumes`].
+//! - `kumo-bench apply` (`bench/apply`): server-side apply against create and update of a
+//!   3 KB Deployment; see [`apply`].
 //! - `kumo-bench serve PORT`: the trivial HTTP server the agent benchmark's pods run.
 
 use anyhow::{bail, Context, Result};
@@ -22,6 +24,7 @@ use std::time::{Duration, Instant};
 
 mod agent;
 mod volumes;
+mod apply;
 
 const VALUE_1K: usize = 1000;
 
@@ -244,8 +247,11 @@ fn main() -> Result<()> {
         Some("serve") => agent::serve(&args[1..]),
         Some("agent") => runtime()?.block_on(agent::main(&args[1..])),
         Some("volumes") => runtime()?.block_on(volumes::main(&args[1..])),
+        Some("apply") => runtime()?.block_on(apply::main(&args[1..])),
         None => runtime()?.block_on(foundation()),
-        Some(other) => bail!("unknown subcommand {other:?}: use none, `agent` or `serve PORT`"),
+        Some(other) => {
+            bail!("unknown subcommand {other:?}: use none, `agent`, `volumes`, `apply` or `serve PORT`")
+        }
     }
 }
 

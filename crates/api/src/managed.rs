@@ -8,6 +8,7 @@
 //! <https://kubernetes.io/docs/reference/using-api/server-side-apply/>.
 
 pub mod fieldset;
+pub mod lastapplied;
 
 use crate::schema::SchemaRef;
 use fieldset::{path_string, remove_at, value_at, Element, FieldSet};
@@ -136,7 +137,7 @@ pub fn record_update(
     status_is_separate: bool,
     now: &str,
 ) {
-    let mut list = old.map(entries).unwrap_or_default();
+    let mut list = base_entries(old, new);
     let new_set = owned_fields(new, schema, subresource, status_is_separate);
     let old_set =
         old.map(|o| owned_fields(o, schema, subresource, status_is_separate)).unwrap_or_default();
@@ -175,6 +176,38 @@ pub fn record_update(
         }
     }
     store(new, &list);
+}
+
+/// The entries an update starts from, as upstream's `decodeLiveOrNew`: managedFields the
+/// request sets (and that differ from the stored ones) replace them; an empty list resets them;
+/// a request without any keeps the stored ones, so clients that do not know the field cannot
+/// drop it.
+fn base_entries(old: Option<&Value>, new: &Value) -> Vec<Entry> {
+    let stored = old.map(entries).unwrap_or_default();
+    match new["metadata"].get("managedFields") {
+        Some(Value::Array(list)) if list.is_empty() => Vec::new(),
+        Some(Value::Array(_)) => {
+            let given = entries(new);
+            if given.is_empty() {
+                stored
+            } else {
+                given
+            }
+        }
+        _ => stored,
+    }
+}
+
+/// Whether `set` has any path strictly below `path`.
+fn owns_inside(set: &FieldSet, path: &[Element]) -> bool {
+    let mut cur = set;
+    for e in path {
+        match cur.children.get(e) {
+            Some(c) => cur = c,
+            None => return false,
+        }
+    }
+    cur.children.values().any(|c| !c.is_empty())
 }
 
 fn old_set_contains(set: &FieldSet, path: &[Element]) -> bool {
@@ -251,9 +284,19 @@ pub fn apply(
         .fold(FieldSet::default(), |acc, e| acc.union(&e.fields));
     // Fields this manager applied before and stopped applying go, unless someone else owns them.
     let dropped = previous.difference(&applied).difference(&others);
-    let mut paths = dropped.paths();
-    paths.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    let all = dropped.paths();
     let kept = others.union(&applied);
+    // A dropped list item goes whole: its fields (its key among them) are not removed one by
+    // one first, or the item could no longer be found by its key. A field that someone still
+    // owns something inside (an empty list applied before, with items now) stays, as
+    // upstream adds back the parents of owned items.
+    let mut paths: Vec<_> = all
+        .iter()
+        .filter(|p| !all.iter().any(|q| q.len() < p.len() && p.starts_with(q)))
+        .filter(|p| !owns_inside(&kept, p))
+        .cloned()
+        .collect();
+    paths.sort_by_key(|p| std::cmp::Reverse(p.len()));
     for p in paths {
         remove_at(&mut merged, &p);
         // A map emptied by the removal goes too, unless someone owns it as such.

@@ -3,7 +3,12 @@
 //!    the wrong type are refused, and custom resources get their `openAPIV3Schema` defaults and
 //!    checks;
 //! 2. system fields (uid, creationTimestamp, generation) are set or carried over;
-//! 3. defaulting and validation from `kumo-api`, by kind.
+//! 3. defaulting and validation from `kumo-api`, by kind;
+//! 4. the admission plugins that read other objects: [`limitrange`] (defaults and limits from
+//!    the namespace's LimitRanges) and [`quota`] (ResourceQuota check and charge).
+
+pub mod limitrange;
+pub mod quota;
 
 use crate::error::{ApiError, ApiResult};
 use crate::object;

@@ -19,6 +19,8 @@ use kumo_store::{RangeRequest, Store, StoreError};
 use serde_json::{json, Value};
 use std::sync::Arc;
 
+mod apply;
+
 /// Options every write takes.
 #[derive(Debug, Clone)]
 pub struct WriteOptions {
@@ -239,6 +241,7 @@ impl Registry {
         admission::prepare_create(r, &mut obj);
         kumo_api::defaults::apply(r, &mut obj);
         hooks::before_create(self, r, &mut obj).await?;
+        admission::limitrange::default(self, r, &mut obj).await?;
         let errors = kumo_api::validation::validate(r, &obj, None);
         let name = object::name(&obj).to_string();
         if !errors.is_empty() {
@@ -255,6 +258,7 @@ impl Registry {
             dry_run: opts.dry_run,
         };
         warnings.extend(policy::admit(self, &admission).await?);
+        admission::limitrange::validate(self, r, &obj).await?;
         if !opts.applied {
             let now = object::now_rfc3339();
             let schema = admission::root_schema(r);
@@ -274,12 +278,24 @@ impl Registry {
             if self.store.get(&key).await?.is_some() {
                 return Err(already_exists(r, &name));
             }
+            admission::quota::admit(self, r, &obj, true).await?;
             return Ok(Written { object: obj, warnings });
         }
-        let kv = self.store.create(&key, stored(r, &obj)).await.map_err(|e| match e {
-            StoreError::AlreadyExists(_) => already_exists(r, &name),
-            other => other.into(),
-        })?;
+        // Quota last, just before the write: only a request that will be stored is charged.
+        if self.store.get(&key).await?.is_some() {
+            return Err(already_exists(r, &name));
+        }
+        let charge = admission::quota::admit(self, r, &obj, false).await?;
+        let kv = match self.store.create(&key, stored(r, &obj)).await {
+            Ok(kv) => kv,
+            Err(e) => {
+                admission::quota::release(self, &charge).await;
+                return Err(match e {
+                    StoreError::AlreadyExists(_) => already_exists(r, &name),
+                    other => other.into(),
+                });
+            }
+        };
         object::set_resource_version(&mut obj, kv.mod_revision);
         hooks::after_write(self, r, &obj).await;
         Ok(Written { object: obj, warnings })
@@ -479,38 +495,6 @@ impl Registry {
             format!("too many concurrent writes to {} \"{name}\"; try again", r.group_resource()),
             Some(Details::new(&r.group, &r.plural, name)),
         ))
-    }
-
-    fn server_side_apply(
-        &self,
-        r: &Resource,
-        live: Option<&Value>,
-        config: &Value,
-        opts: &WriteOptions,
-    ) -> ApiResult<Value> {
-        if config["apiVersion"].as_str().is_none_or(str::is_empty)
-            || config["kind"].as_str().is_none_or(str::is_empty)
-        {
-            return Err(ApiError::BadRequest(
-                "an applied configuration must set apiVersion and kind".into(),
-            ));
-        }
-        let now = object::now_rfc3339();
-        let schema = admission::root_schema(r);
-        let api_version = r.api_version();
-        managed::apply(
-            schema,
-            live,
-            config,
-            &opts.field_manager,
-            &api_version,
-            opts.force,
-            r.status,
-            &now,
-        )
-        .map_err(|conflicts| {
-            ApiError::apply_conflict(&r.group, &r.plural, object::name(config), conflicts)
-        })
     }
 
     /// Delete an object.

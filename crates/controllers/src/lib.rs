@@ -18,6 +18,8 @@
 //! next trigger or resync.
 //!
 //! - [`replicaset`]: pods for a ReplicaSet (claim, create, delete, status, expectations).
+//! - [`replicationcontroller`]: the same for ReplicationControllers (equality selectors).
+//! - [`resourcequota`]: ResourceQuota `status.hard`/`status.used`.
 //! - [`deployment`]: ReplicaSets for a Deployment (pod-template-hash, revisions, RollingUpdate,
 //!   Recreate, paused, history cleanup, Available/Progressing conditions).
 //! - [`statefulset`]: ordered pods with stable names and per-ordinal claims.
@@ -51,6 +53,8 @@ pub mod nodelifecycle;
 pub mod persistentvolume;
 pub mod pods;
 pub mod replicaset;
+pub mod replicationcontroller;
+pub mod resourcequota;
 pub mod selector;
 pub mod statefulset;
 
@@ -101,6 +105,8 @@ pub async fn run_with(
     let shutdown = shutdown.shared();
     tokio::join!(
         replicaset::run(client.clone(), shutdown.clone()),
+        replicationcontroller::run(client.clone(), shutdown.clone()),
+        resourcequota::run(client.clone(), shutdown.clone()),
         endpoints::run(client.clone(), shutdown.clone()),
         nodelifecycle::run(client.clone(), config.node_lifecycle, shutdown.clone()),
         statefulset::run(client.clone(), shutdown.clone()),

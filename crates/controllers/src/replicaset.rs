@@ -15,7 +15,7 @@ use crate::expectations::Expectations;
 use crate::pods;
 use crate::selector;
 use futures::StreamExt;
-use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetStatus};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::jiff::Timestamp;
@@ -72,9 +72,23 @@ pub(crate) fn key_of(meta: &ObjectMeta) -> Result<(String, String), Error> {
     }
 }
 
+/// The kind that owns the pods. A ReplicationController is run by this same code, seen as a
+/// ReplicaSet (as upstream's `replication` controller wraps the ReplicaSet one); only the
+/// ownerReferences and the status write name the real kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OwnerKind {
+    /// `apps/v1` or `v1`.
+    pub api_version: &'static str,
+    /// `ReplicaSet` or `ReplicationController`.
+    pub kind: &'static str,
+}
+
+/// Pods owned by ReplicaSets.
+pub const REPLICA_SET: OwnerKind = OwnerKind { api_version: "apps/v1", kind: "ReplicaSet" };
+
 /// The pod a ReplicaSet creates: its template, `generateName: <rs>-`, and a controller
 /// ownerReference that blocks the owner's foreground deletion.
-pub fn pod_from_template(rs: &ReplicaSet) -> Pod {
+pub fn pod_from_template(rs: &ReplicaSet, owner: OwnerKind) -> Pod {
     let template = rs.spec.as_ref().and_then(|s| s.template.clone()).unwrap_or_default();
     let meta = template.metadata.unwrap_or_default();
     let name = rs.metadata.name.clone().unwrap_or_default();
@@ -87,8 +101,8 @@ pub fn pod_from_template(rs: &ReplicaSet) -> Pod {
             annotations: meta.annotations,
             finalizers: meta.finalizers,
             owner_references: Some(vec![claim::owner_reference(
-                "apps/v1",
-                "ReplicaSet",
+                owner.api_version,
+                owner.kind,
                 &name,
                 &uid,
             )]),
@@ -102,23 +116,40 @@ pub fn pod_from_template(rs: &ReplicaSet) -> Pod {
 /// Which ReplicaSets a pod event concerns: its controller if it has one, else every
 /// ReplicaSet in its namespace whose selector matches it (a candidate for adoption).
 fn owners_of(pod: &Pod, sets: &Store<ReplicaSet>) -> Vec<ObjectRef<ReplicaSet>> {
+    owner_names(
+        pod,
+        REPLICA_SET.kind,
+        sets.state().iter().map(|rs| (&rs.metadata, &rs.spec)),
+        |s| s.as_ref().map(|s| s.selector.clone()),
+    )
+    .into_iter()
+    .map(|(ns, name)| ObjectRef::new(&name).within(&ns))
+    .collect()
+}
+
+/// `(namespace, name)` of the owners of `kind` a pod event concerns: its controller if it has
+/// one of this kind, else every owner in its namespace whose selector matches it.
+pub(crate) fn owner_names<'a, S: 'a>(
+    pod: &Pod,
+    kind: &str,
+    owners: impl Iterator<Item = (&'a ObjectMeta, &'a S)>,
+    selector_of: impl Fn(&S) -> Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector>,
+) -> Vec<(String, String)> {
     let ns = pod.metadata.namespace.clone().unwrap_or_default();
     if let Some(owner) = claim::controller_of(&pod.metadata) {
-        if owner.kind == "ReplicaSet" {
-            return vec![ObjectRef::new(&owner.name).within(&ns)];
+        if owner.kind == kind {
+            return vec![(ns, owner.name.clone())];
         }
         return Vec::new();
     }
     let labels = pod.metadata.labels.clone().unwrap_or_default();
-    sets.state()
-        .iter()
-        .filter(|rs| rs.metadata.namespace.as_deref() == Some(ns.as_str()))
-        .filter(|rs| {
-            rs.spec.as_ref().is_some_and(|s| {
-                !selector::is_empty(&s.selector) && selector::matches(&s.selector, &labels)
-            })
+    owners
+        .filter(|(meta, _)| meta.namespace.as_deref() == Some(ns.as_str()))
+        .filter(|(_, spec)| {
+            selector_of(spec)
+                .is_some_and(|s| !selector::is_empty(&s) && selector::matches(&s, &labels))
         })
-        .filter_map(|rs| rs.metadata.name.as_ref().map(|n| ObjectRef::new(n).within(&ns)))
+        .filter_map(|(meta, _)| meta.name.clone().map(|n| (ns.clone(), n)))
         .collect()
 }
 
@@ -155,12 +186,39 @@ fn error_policy(_rs: Arc<ReplicaSet>, err: &Error, _ctx: Arc<Context>) -> Action
 #[instrument(skip_all, fields(object.ref = %format!("{}/{}", rs.metadata.namespace.as_deref().unwrap_or(""), rs.metadata.name.as_deref().unwrap_or(""))))]
 pub async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Context>) -> Result<Action, Error> {
     let (ns, name) = key_of(&rs.metadata)?;
-    let key = format!("{ns}/{name}");
+    let Some((status, action)) = sync(&rs, REPLICA_SET, &ctx).await? else {
+        return Ok(Action::await_change());
+    };
+    if rs.status.as_ref() != Some(&status) {
+        let patch = crate::status_patch(&rs.metadata, &status);
+        Api::<ReplicaSet>::namespaced(ctx.client.clone(), &ns)
+            .patch_status(&name, &PatchParams::default(), &Patch::Merge(patch))
+            .await
+            .map_err(|source| Error::Api {
+                key: format!("{ns}/{name}"),
+                action: "update status",
+                source,
+            })?;
+    }
+    Ok(action)
+}
+
+/// The work shared by ReplicaSets and ReplicationControllers: claim pods, create or delete
+/// the difference, and compute the status to report (the caller writes it to its own kind)
+/// with when to look again. `None`: the owner is being deleted and there is nothing to do.
+pub async fn sync(
+    rs: &ReplicaSet,
+    owner_kind: OwnerKind,
+    ctx: &Context,
+) -> Result<Option<(ReplicaSetStatus, Action)>, Error> {
+    let (ns, name) = key_of(&rs.metadata)?;
+    // The expectations are keyed per kind: an RC and an RS may share a name.
+    let key = format!("{}/{ns}/{name}", owner_kind.kind);
     crate::cache_ready(&ctx.pods).await.map_err(|_| Error::CacheClosed)?;
     if rs.metadata.deletion_timestamp.is_some() {
         // The garbage collector removes the pods; nothing to keep any more.
         ctx.expectations.forget(&key);
-        return Ok(Action::await_change());
+        return Ok(None);
     }
     let all: Vec<Arc<Pod>> = ctx
         .pods
@@ -174,14 +232,14 @@ pub async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Context>) -> Result<Action,
         |n| in_ns.iter().any(|p| p.metadata.name.as_deref() == Some(n)),
         |u| in_ns.iter().any(|p| p.metadata.uid.as_deref() == Some(u) && pods::is_active(p)),
     );
-    let plan = plan::plan(&rs, &in_ns, satisfied);
+    let plan = plan::plan(rs, &in_ns, satisfied);
     let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
     let api_err = |action: &'static str| {
-        let key = key.clone();
+        let key = format!("{ns}/{name}");
         move |source| Error::Api { key, action, source }
     };
     let uid = rs.metadata.uid.clone().unwrap_or_default();
-    let owner = claim::owner_reference("apps/v1", "ReplicaSet", &name, &uid);
+    let owner = claim::owner_reference(owner_kind.api_version, owner_kind.kind, &name, &uid);
     for pod in &plan.adopt {
         let patch = claim::adopt_patch(&pod.metadata, owner.clone());
         let pod_name = pod.metadata.name.clone().unwrap_or_default();
@@ -201,7 +259,7 @@ pub async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Context>) -> Result<Action,
     }
     let mut failure = None;
     if plan.create > 0 {
-        let template = pod_from_template(&rs);
+        let template = pod_from_template(rs, owner_kind);
         let params = PostParams::default();
         let mut created = Vec::new();
         'batches: for batch in plan::slow_start_batches(plan.create) {
@@ -234,21 +292,15 @@ pub async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Context>) -> Result<Action,
         ctx.expectations.expect(&key, Vec::new(), deleted);
     }
     let now = Timestamp::now();
-    let status = status::compute(&rs, &plan.owned, failure.as_ref(), Time(now));
-    if rs.status.as_ref() != Some(&status) {
-        let patch = crate::status_patch(&rs.metadata, &status);
-        Api::<ReplicaSet>::namespaced(ctx.client.clone(), &ns)
-            .patch_status(&name, &PatchParams::default(), &Patch::Merge(patch))
-            .await
-            .map_err(api_err("update status"))?;
-    }
-    let wait = status::next_available_in(&rs, &plan.owned, now.as_second());
-    Ok(match (failure.is_some(), satisfied, wait) {
+    let status = status::compute(rs, &plan.owned, failure.as_ref(), Time(now));
+    let wait = status::next_available_in(rs, &plan.owned, now.as_second());
+    let action = match (failure.is_some(), satisfied, wait) {
         (true, _, _) => Action::requeue(Duration::from_secs(5)),
         (_, false, _) => Action::requeue(Duration::from_secs(2)),
         (_, _, Some(secs)) => Action::requeue(Duration::from_secs(secs.unsigned_abs().max(1))),
         _ => Action::requeue(RESYNC),
-    })
+    };
+    Ok(Some((status, action)))
 }
 
 #[cfg(test)]
@@ -279,7 +331,7 @@ mod tests {
             }),
             status: None,
         };
-        let pod = pod_from_template(&rs);
+        let pod = pod_from_template(&rs, REPLICA_SET);
         assert_eq!(pod.metadata.generate_name.as_deref(), Some("web-abc-"));
         assert_eq!(pod.metadata.namespace.as_deref(), Some("shop"));
         assert_eq!(pod.metadata.labels, Some(BTreeMap::from([("app".into(), "web".into())])));
