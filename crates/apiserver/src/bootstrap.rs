@@ -19,6 +19,7 @@ use kumo_api::selector::LabelSelector;
 use kumo_store::RangeRequest;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use tokio::sync::Notify;
 
 const RBAC: &str = include_str!("../bootstrap/rbac.yaml");
 const RBAC_GROUP: &str = "rbac.authorization.k8s.io";
@@ -43,6 +44,8 @@ pub async fn install(reg: &Registry) {
     service_cidr(reg).await;
     sync_api_services(reg.clone()).await;
     aggregate_cluster_roles(reg.clone()).await;
+    // Started last: the wake-ups stored meanwhile then cost one more run each, after these.
+    start_reconcilers(reg);
 }
 
 /// The default roles and bindings.
@@ -75,15 +78,41 @@ async fn rbac(reg: &Registry) {
     }
 }
 
-/// Run [`aggregate_cluster_roles`] in the background (it writes through the registry, whose
-/// hooks call this).
-pub fn spawn_aggregation(reg: Registry) {
-    tokio::spawn(aggregate_cluster_roles(reg));
+/// Wake-ups of the two background reconcilers. A burst of writes (the RBAC roles or built-in
+/// CRDs stored at start-up) coalesces into one more run, not one run per write.
+#[derive(Debug, Default)]
+pub struct Triggers {
+    api_services: Notify,
+    aggregation: Notify,
 }
 
-/// Run [`sync_api_services`] in the background.
-pub fn spawn_api_service_sync(reg: Registry) {
-    tokio::spawn(sync_api_services(reg));
+/// Start the reconcilers that keep APIServices and aggregated ClusterRoles in step with the
+/// objects they derive from. They run until the runtime stops.
+pub fn start_reconcilers(reg: &Registry) {
+    let r = reg.clone();
+    tokio::spawn(async move {
+        loop {
+            r.triggers.api_services.notified().await;
+            sync_api_services(r.clone()).await;
+        }
+    });
+    let r = reg.clone();
+    tokio::spawn(async move {
+        loop {
+            r.triggers.aggregation.notified().await;
+            aggregate_cluster_roles(r.clone()).await;
+        }
+    });
+}
+
+/// Ask for [`aggregate_cluster_roles`] to run again (a ClusterRole changed).
+pub fn request_aggregation(reg: &Registry) {
+    reg.triggers.aggregation.notify_one();
+}
+
+/// Ask for [`sync_api_services`] to run again (a CRD changed).
+pub fn request_api_service_sync(reg: &Registry) {
+    reg.triggers.api_services.notify_one();
 }
 
 /// Fill the rules of every ClusterRole that has an `aggregationRule` with the rules of the

@@ -166,10 +166,11 @@ pub async fn validate(
 pub async fn after_write(reg: &Registry, r: &Resource, obj: &Value) {
     if is(r, "apiextensions.k8s.io", "customresourcedefinitions") {
         refresh_crds(reg).await;
-        // Spawned: these write through the registry, which calls back into this hook.
-        crate::bootstrap::spawn_api_service_sync(reg.clone());
+        // Done by background reconcilers: they write through the registry, which calls back
+        // into this hook.
+        crate::bootstrap::request_api_service_sync(reg);
     } else if is(r, "rbac.authorization.k8s.io", "clusterroles") {
-        crate::bootstrap::spawn_aggregation(reg.clone());
+        crate::bootstrap::request_aggregation(reg);
     } else if is(r, "", "namespaces") {
         if object::is_deleting(obj) {
             gc::spawn_namespace_cleanup(reg.clone(), object::name(obj).to_string());
@@ -185,9 +186,9 @@ pub async fn after_write(reg: &Registry, r: &Resource, obj: &Value) {
 pub async fn after_delete(reg: &Registry, r: &Resource, obj: &Value) {
     if is(r, "apiextensions.k8s.io", "customresourcedefinitions") {
         refresh_crds(reg).await;
-        crate::bootstrap::spawn_api_service_sync(reg.clone());
+        crate::bootstrap::request_api_service_sync(reg);
     } else if is(r, "rbac.authorization.k8s.io", "clusterroles") {
-        crate::bootstrap::spawn_aggregation(reg.clone());
+        crate::bootstrap::request_aggregation(reg);
     }
     gc::spawn_for_deleted(reg.clone(), obj.clone());
 }

@@ -130,6 +130,8 @@ pub struct Registry {
     pub store: Arc<dyn Store>,
     /// The catalog of served resources.
     pub catalog: Catalog,
+    /// Wakes the background reconcilers of derived objects (APIServices, aggregated roles).
+    pub triggers: Arc<crate::bootstrap::Triggers>,
 }
 
 const MAX_RETRIES: usize = 16;
@@ -137,7 +139,7 @@ const MAX_RETRIES: usize = 16;
 impl Registry {
     /// A registry over `store`.
     pub fn new(store: Arc<dyn Store>, catalog: Catalog) -> Self {
-        Registry { store, catalog }
+        Registry { store, catalog, triggers: Default::default() }
     }
 
     /// Read one object.
