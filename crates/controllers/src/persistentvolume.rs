@@ -96,9 +96,24 @@ pub async fn run(client: Client, shutdown: impl Future<Output = ()> + Send + 'st
 }
 
 async fn sync(client: &Client, caches: &Caches, recorder: &events::Recorder) {
-    let claims = to_values(caches.claims.state());
-    let volumes = to_values(caches.volumes.state());
-    let pods = to_values(caches.pods.state());
+    let (claims, volumes) = (caches.claims.state(), caches.volumes.state());
+    if claims.is_empty() && volumes.is_empty() {
+        return; // Most changes are pods of clusters without storage: nothing to look at.
+    }
+    let (claims, volumes) = (to_values(claims), to_values(volumes));
+    // Only pods with claims matter here; the rest are not worth converting.
+    let pods: Vec<Value> = caches
+        .pods
+        .state()
+        .iter()
+        .filter(|p| {
+            p.spec
+                .iter()
+                .flat_map(|s| s.volumes.iter().flatten())
+                .any(|v| v.persistent_volume_claim.is_some() || v.ephemeral.is_some())
+        })
+        .filter_map(|p| serde_json::to_value(&**p).ok())
+        .collect();
     let classes = to_values(caches.classes.state());
     for claim in &claims {
         let class = classes.iter().find(|c| s(c, "/metadata/name") == storage::class_of(claim));
