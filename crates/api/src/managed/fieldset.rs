@@ -75,12 +75,17 @@ fn list_kind<'a>(schema: Option<SchemaRef<'a>>) -> ListKind<'a> {
     }
 }
 
-/// The key element of a map-list item.
+/// The key element of a map-list item. A missing `protocol` key is its default, `TCP`, as
+/// upstream's structured merge fills key fields from their schema defaults: an applied
+/// `{containerPort: 80}` is the stored (defaulted) `{containerPort: 80, protocol: TCP}`, not
+/// a second item.
 pub fn item_key(item: &Value, keys: &[&str]) -> Option<Element> {
     let mut m = Map::new();
     for k in keys {
         if let Some(v) = item.get(*k) {
             m.insert((*k).to_string(), v.clone());
+        } else if *k == "protocol" && !m.is_empty() {
+            m.insert("protocol".into(), Value::String("TCP".into()));
         }
     }
     (!m.is_empty()).then(|| Element::Key(Value::Object(m).to_string()))
