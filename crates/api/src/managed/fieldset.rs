@@ -91,6 +91,15 @@ pub fn item_key(item: &Value, keys: &[&str]) -> Option<Element> {
     (!m.is_empty()).then(|| Element::Key(Value::Object(m).to_string()))
 }
 
+/// Whether a list item has the key fields of `key` (a missing `protocol` being `TCP`, as in
+/// [`item_key`]).
+fn key_matches(item: &Value, key: &Map<String, Value>) -> bool {
+    key.iter().all(|(k, v)| match item.get(k) {
+        Some(have) => have == v,
+        None => k == "protocol" && v == "TCP",
+    })
+}
+
 impl FieldSet {
     /// The fields of `value` (whose schema is `schema`).
     pub fn from_value(value: &Value, schema: Option<SchemaRef<'_>>) -> FieldSet {
@@ -258,9 +267,7 @@ pub fn value_at<'a>(obj: &'a Value, path: &[Element]) -> Option<&'a Value> {
             Element::Field(f) => cur.get(f)?,
             Element::Key(k) => {
                 let key: Map<String, Value> = serde_json::from_str(k).ok()?;
-                cur.as_array()?
-                    .iter()
-                    .find(|item| key.iter().all(|(kk, kv)| item.get(kk) == Some(kv)))?
+                cur.as_array()?.iter().find(|item| key_matches(item, &key))?
             }
             Element::Value(v) => {
                 let want: Value = serde_json::from_str(v).ok()?;
@@ -280,9 +287,7 @@ pub fn remove_at(obj: &mut Value, path: &[Element]) -> bool {
             Element::Field(f) => cur.get_mut(f),
             Element::Key(k) => {
                 let Ok(key) = serde_json::from_str::<Map<String, Value>>(k) else { return false };
-                cur.as_array_mut().and_then(|a| {
-                    a.iter_mut().find(|item| key.iter().all(|(kk, kv)| item.get(kk) == Some(kv)))
-                })
+                cur.as_array_mut().and_then(|a| a.iter_mut().find(|item| key_matches(item, &key)))
             }
             Element::Value(_) => return false,
         };
@@ -297,7 +302,7 @@ pub fn remove_at(obj: &mut Value, path: &[Element]) -> bool {
             let Ok(key) = serde_json::from_str::<Map<String, Value>>(k) else { return false };
             let Some(a) = cur.as_array_mut() else { return false };
             let before = a.len();
-            a.retain(|item| !key.iter().all(|(kk, kv)| item.get(kk) == Some(kv)));
+            a.retain(|item| !key_matches(item, &key));
             a.len() != before
         }
         Element::Value(v) => {
