@@ -104,7 +104,7 @@ async fn run(
             for i in 0..per_client {
                 let name = match op {
                     Op::Create | Op::ApplyCreate => format!("{prefix}-{c}-{i}"),
-                    Op::Update | Op::Apply => format!("{prefix}-{c}"),
+                    Op::Update | Op::Apply => format!("{prefix}-{c}-0"),
                 };
                 let t = Instant::now();
                 one(&http, &base, op, &name, i + 1).await?;

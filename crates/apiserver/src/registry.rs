@@ -324,21 +324,34 @@ impl Registry {
             self.check_namespace_matches(ns, &mut obj)?;
         }
         let key = r.key(ns, name);
-        let current =
-            self.store.get(&key).await?.ok_or_else(|| {
+        let pinned = match obj["metadata"]["resourceVersion"].as_str().filter(|s| !s.is_empty()) {
+            Some(rv) => Some(rv.parse::<i64>().map_err(|_| {
+                ApiError::BadRequest(format!("invalid resourceVersion {rv:?}: must be an integer"))
+            })?),
+            None => None,
+        };
+        for _ in 0..MAX_RETRIES {
+            let current = self.store.get(&key).await?.ok_or_else(|| {
                 ApiError::not_found(&r.group_resource(), &r.group, &r.plural, name)
             })?;
-        let old = decode(r, &current)?;
-        // A given resourceVersion is a precondition; none means "whatever is current".
-        if let Some(rv) = obj["metadata"]["resourceVersion"].as_str().filter(|s| !s.is_empty()) {
-            let rv: i64 = rv.parse().map_err(|_| {
-                ApiError::BadRequest(format!("invalid resourceVersion {rv:?}: must be an integer"))
-            })?;
-            if rv != current.mod_revision {
+            let old = decode(r, &current)?;
+            // A given resourceVersion is a precondition; none means "whatever is current",
+            // so a write lost to a concurrent one is retried (upstream's GuaranteedUpdate).
+            if pinned.is_some_and(|rv| rv != current.mod_revision) {
                 return Err(ApiError::stale(&r.group_resource(), &r.group, &r.plural, name));
             }
+            let attempt = self
+                .finish_update(r, ns, name, obj.clone(), &old, current.mod_revision, sub, opts)
+                .await;
+            match attempt {
+                Err(ApiError::Conflict(..)) if pinned.is_none() => continue,
+                other => return other,
+            }
         }
-        self.finish_update(r, ns, name, obj, &old, current.mod_revision, sub, opts).await
+        Err(ApiError::Conflict(
+            format!("too many concurrent writes to {} \"{name}\"; try again", r.group_resource()),
+            Some(Details::new(&r.group, &r.plural, name)),
+        ))
     }
 
     #[allow(clippy::too_many_arguments)]

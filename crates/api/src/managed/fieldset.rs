@@ -75,15 +75,29 @@ fn list_kind<'a>(schema: Option<SchemaRef<'a>>) -> ListKind<'a> {
     }
 }
 
-/// The key element of a map-list item.
+/// The key element of a map-list item. A missing `protocol` key is its default, `TCP`, as
+/// upstream's structured merge fills key fields from their schema defaults: an applied
+/// `{containerPort: 80}` is the stored (defaulted) `{containerPort: 80, protocol: TCP}`, not
+/// a second item.
 pub fn item_key(item: &Value, keys: &[&str]) -> Option<Element> {
     let mut m = Map::new();
     for k in keys {
         if let Some(v) = item.get(*k) {
             m.insert((*k).to_string(), v.clone());
+        } else if *k == "protocol" && !m.is_empty() {
+            m.insert("protocol".into(), Value::String("TCP".into()));
         }
     }
     (!m.is_empty()).then(|| Element::Key(Value::Object(m).to_string()))
+}
+
+/// Whether a list item has the key fields of `key` (a missing `protocol` being `TCP`, as in
+/// [`item_key`]).
+fn key_matches(item: &Value, key: &Map<String, Value>) -> bool {
+    key.iter().all(|(k, v)| match item.get(k) {
+        Some(have) => have == v,
+        None => k == "protocol" && v == "TCP",
+    })
 }
 
 impl FieldSet {
@@ -253,9 +267,7 @@ pub fn value_at<'a>(obj: &'a Value, path: &[Element]) -> Option<&'a Value> {
             Element::Field(f) => cur.get(f)?,
             Element::Key(k) => {
                 let key: Map<String, Value> = serde_json::from_str(k).ok()?;
-                cur.as_array()?
-                    .iter()
-                    .find(|item| key.iter().all(|(kk, kv)| item.get(kk) == Some(kv)))?
+                cur.as_array()?.iter().find(|item| key_matches(item, &key))?
             }
             Element::Value(v) => {
                 let want: Value = serde_json::from_str(v).ok()?;
@@ -275,9 +287,7 @@ pub fn remove_at(obj: &mut Value, path: &[Element]) -> bool {
             Element::Field(f) => cur.get_mut(f),
             Element::Key(k) => {
                 let Ok(key) = serde_json::from_str::<Map<String, Value>>(k) else { return false };
-                cur.as_array_mut().and_then(|a| {
-                    a.iter_mut().find(|item| key.iter().all(|(kk, kv)| item.get(kk) == Some(kv)))
-                })
+                cur.as_array_mut().and_then(|a| a.iter_mut().find(|item| key_matches(item, &key)))
             }
             Element::Value(_) => return false,
         };
@@ -292,7 +302,7 @@ pub fn remove_at(obj: &mut Value, path: &[Element]) -> bool {
             let Ok(key) = serde_json::from_str::<Map<String, Value>>(k) else { return false };
             let Some(a) = cur.as_array_mut() else { return false };
             let before = a.len();
-            a.retain(|item| !key.iter().all(|(kk, kv)| item.get(kk) == Some(kv)));
+            a.retain(|item| !key_matches(item, &key));
             a.len() != before
         }
         Element::Value(v) => {
