@@ -124,6 +124,8 @@ pub struct Registry {
     pub store: Arc<dyn Store>,
     /// The catalog of served resources.
     pub catalog: Catalog,
+    /// Watch event lines rendered once for every plain watcher.
+    pub rendered: Arc<crate::watch::rendered::RenderedEvents>,
 }
 
 const MAX_RETRIES: usize = 16;
@@ -131,7 +133,7 @@ const MAX_RETRIES: usize = 16;
 impl Registry {
     /// A registry over `store`.
     pub fn new(store: Arc<dyn Store>, catalog: Catalog) -> Self {
-        Registry { store, catalog }
+        Registry { store, catalog, rendered: Arc::default() }
     }
 
     /// Read one object.

@@ -46,6 +46,7 @@ pub mod endpoints;
 pub mod expectations;
 pub mod job;
 pub mod nodelifecycle;
+pub mod pod_index;
 pub mod pods;
 pub mod replicaset;
 pub mod selector;
