@@ -132,6 +132,8 @@ pub struct Registry {
     pub catalog: Catalog,
     /// Wakes the background reconcilers of derived objects (APIServices, aggregated roles).
     pub triggers: Arc<crate::bootstrap::Triggers>,
+    /// Watch event lines rendered once for every plain watcher.
+    pub rendered: Arc<crate::watch::rendered::RenderedEvents>,
 }
 
 const MAX_RETRIES: usize = 16;
@@ -139,7 +141,7 @@ const MAX_RETRIES: usize = 16;
 impl Registry {
     /// A registry over `store`.
     pub fn new(store: Arc<dyn Store>, catalog: Catalog) -> Self {
-        Registry { store, catalog, triggers: Default::default() }
+        Registry { store, catalog, triggers: Default::default(), rendered: Arc::default() }
     }
 
     /// Read one object.

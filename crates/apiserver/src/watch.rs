@@ -13,6 +13,8 @@ use serde_json::{json, Value};
 use std::time::Duration;
 use tokio::sync::mpsc;
 
+pub mod rendered;
+
 /// A watch request, parsed.
 #[derive(Debug, Clone)]
 pub struct WatchRequest {
@@ -131,6 +133,10 @@ async fn run(reg: &Registry, w: &WatchRequest, tx: &mpsc::Sender<Result<Bytes, s
         }
     };
     let mut last_rev = after;
+    // No selector and whole objects: every such watcher of the resource sends the same bytes.
+    let plain =
+        matches!(w.shape, Shape::Object) && w.opts.labels.is_empty() && w.opts.fields.is_empty();
+    let version = w.resource.api_version();
     let mut bookmark =
         tokio::time::interval_at(tokio::time::Instant::now() + BOOKMARK_EVERY, BOOKMARK_EVERY);
     loop {
@@ -145,6 +151,13 @@ async fn run(reg: &Registry, w: &WatchRequest, tx: &mpsc::Sender<Result<Bytes, s
                     }
                 };
                 last_rev = ev.kv.mod_revision;
+                if plain {
+                    let Ok(bytes) = render_plain(reg, w, &version, &ev) else { continue };
+                    if !send(bytes).await {
+                        return;
+                    }
+                    continue;
+                }
                 let Some((kind, obj)) = classify(w, &ev) else { continue };
                 if !send(line(kind, render(w, &obj, &mut first))).await {
                     return;
@@ -168,6 +181,25 @@ fn watch_error(e: StoreError) -> ApiError {
         }
         other => other.into(),
     }
+}
+
+/// The line of a store event for a watcher without selectors: rendered by the first such
+/// watcher, shared with the others. Without selectors the previous value needs no decoding:
+/// an update is MODIFIED, a create ADDED.
+fn render_plain(
+    reg: &Registry,
+    w: &WatchRequest,
+    version: &str,
+    ev: &kumo_store::WatchEvent,
+) -> Result<Bytes, ApiError> {
+    let kind = match ev.kind {
+        EventKind::Put if ev.prev.is_some() => "MODIFIED",
+        EventKind::Put => "ADDED",
+        EventKind::Delete => "DELETED",
+    };
+    reg.rendered.get_or_render(ev.kv.mod_revision, &ev.kv.key, version, || {
+        decode(&w.resource, &ev.kv).map(|obj| line(kind, obj))
+    })
 }
 
 /// The event type and object a store event becomes for this watcher, if any.

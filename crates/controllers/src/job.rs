@@ -21,6 +21,7 @@ pub mod plan;
 
 use crate::claim;
 use crate::expectations::Expectations;
+use crate::pod_index::PodIndex;
 use crate::pods;
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
@@ -49,6 +50,8 @@ pub struct Context {
     pub pods: Store<Pod>,
     /// Creates/deletes not yet seen in `pods`.
     pub expectations: Expectations,
+    /// `pods` by controller, so a reconcile reads its own pods, not every pod.
+    pub index: PodIndex,
 }
 
 /// Errors of the Job controller.
@@ -170,12 +173,19 @@ fn owners_of(pod: &Pod) -> Vec<ObjectRef<Job>> {
 /// Run the Job controller until `shutdown` completes.
 pub async fn run(client: Client, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
     let (pods, writer) = reflector::store::<Pod>();
+    let index = PodIndex::default();
+    let observed = index.clone();
     let pod_events =
         reflector::reflector(writer, watcher(Api::<Pod>::all(client.clone()), Default::default()))
+            .inspect(move |event| {
+                if let Ok(event) = event {
+                    observed.observe(event);
+                }
+            })
             .default_backoff()
             .touched_objects();
     let controller = Controller::new(Api::<Job>::all(client.clone()), watcher::Config::default());
-    let ctx = Arc::new(Context { client, pods, expectations: Expectations::default() });
+    let ctx = Arc::new(Context { client, pods, expectations: Expectations::default(), index });
     controller
         .watches_stream(pod_events, |pod| owners_of(&pod))
         .graceful_shutdown_on(shutdown)
@@ -204,12 +214,9 @@ pub async fn reconcile(job: Arc<Job>, ctx: Arc<Context>) -> Result<Action, Error
         ctx.expectations.forget(&key);
         return Ok(Action::await_change());
     }
-    let all: Vec<Arc<Pod>> = ctx
-        .pods
-        .state()
-        .into_iter()
-        .filter(|p| p.metadata.namespace.as_deref() == Some(ns.as_str()))
-        .collect();
+    // Its own pods and the namespace's orphans: the only pods the plan looks at.
+    let all: Vec<Arc<Pod>> =
+        ctx.index.candidates(&ctx.pods, &ns, job.metadata.uid.as_deref().unwrap_or(""));
     let in_ns: Vec<&Pod> = all.iter().map(|p| p.as_ref()).collect();
     let satisfied = ctx.expectations.satisfied(
         &key,

@@ -51,6 +51,7 @@ pub mod expectations;
 pub mod job;
 pub mod nodelifecycle;
 pub mod persistentvolume;
+pub mod pod_index;
 pub mod pods;
 pub mod replicaset;
 pub mod replicationcontroller;

@@ -12,6 +12,7 @@ pub mod status;
 
 use crate::claim;
 use crate::expectations::Expectations;
+use crate::pod_index::PodIndex;
 use crate::pods;
 use crate::selector;
 use futures::StreamExt;
@@ -40,6 +41,8 @@ pub struct Context {
     pub pods: Store<Pod>,
     /// Creates/deletes not yet seen in `pods`.
     pub expectations: Expectations,
+    /// `pods` by controller, so a reconcile reads its own pods, not every pod.
+    pub index: PodIndex,
 }
 
 /// Errors of the ReplicaSet controller.
@@ -156,14 +159,21 @@ pub(crate) fn owner_names<'a, S: 'a>(
 /// Run the ReplicaSet controller until `shutdown` completes.
 pub async fn run(client: Client, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
     let (pods, writer) = reflector::store::<Pod>();
+    let index = PodIndex::default();
+    let observed = index.clone();
     let pod_events =
         reflector::reflector(writer, watcher(Api::<Pod>::all(client.clone()), Default::default()))
+            .inspect(move |event| {
+                if let Ok(event) = event {
+                    observed.observe(event);
+                }
+            })
             .default_backoff()
             .touched_objects();
     let controller =
         Controller::new(Api::<ReplicaSet>::all(client.clone()), watcher::Config::default());
     let sets = controller.store();
-    let ctx = Arc::new(Context { client, pods, expectations: Expectations::default() });
+    let ctx = Arc::new(Context { client, pods, expectations: Expectations::default(), index });
     controller
         .watches_stream(pod_events, move |pod| owners_of(&pod, &sets))
         .graceful_shutdown_on(shutdown)
@@ -220,12 +230,9 @@ pub async fn sync(
         ctx.expectations.forget(&key);
         return Ok(None);
     }
-    let all: Vec<Arc<Pod>> = ctx
-        .pods
-        .state()
-        .into_iter()
-        .filter(|p| p.metadata.namespace.as_deref() == Some(ns.as_str()))
-        .collect();
+    // Its own pods and the namespace's orphans: the only pods the plan looks at.
+    let all: Vec<Arc<Pod>> =
+        ctx.index.candidates(&ctx.pods, &ns, rs.metadata.uid.as_deref().unwrap_or(""));
     let in_ns: Vec<&Pod> = all.iter().map(|p| p.as_ref()).collect();
     let satisfied = ctx.expectations.satisfied(
         &key,

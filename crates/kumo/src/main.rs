@@ -1,7 +1,8 @@
 //! The `kumo` binary: `kumo up` runs a single-node cluster (API server over the embedded
 //! store, the controllers and the scheduler as its clients, and a node agent) in one process;
 //! `kumo agent` runs a node agent alone against a server elsewhere; `kumo shim` is what the
-//! process runtime starts for each container (not for people to call).
+//! process runtime starts for each container (not for people to call); `kumo sim` runs hollow
+//! nodes for scale tests.
 
 /// mimalloc: the proxy allocates per request, and glibc malloc was a fifth of its CPU time
 /// (ADR 0008).
@@ -13,6 +14,8 @@ use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+
+mod sim;
 
 #[derive(Parser, Debug)]
 #[command(name = "kumo", version, about = "A cloud-native microservice platform in one binary")]
@@ -28,6 +31,8 @@ enum Command {
     Up(UpArgs),
     /// Run a node agent that joins the cluster at `--server`.
     Agent(AgentArgs),
+    /// Simulate many hollow nodes against a running control plane (scale tests).
+    Sim(sim::SimArgs),
     /// Hold one container of the process runtime (started by the agent).
     #[command(hide = true)]
     Shim {
@@ -221,6 +226,7 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Up(args) => runtime.block_on(up(args)),
         Command::Agent(args) => runtime.block_on(agent(args)),
+        Command::Sim(args) => runtime.block_on(sim::run(args)),
         Command::Shim { .. } => Ok(()),
     }
 }

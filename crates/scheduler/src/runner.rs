@@ -41,6 +41,10 @@ use crate::schedule::{schedule_one, FitError, Scheduler};
 
 /// How often the loop wakes without events (back-off expiry, parked pods' 5-minute limit).
 const TICK: Duration = Duration::from_millis(500);
+/// Bindings (and their Events) in flight at most. Decisions are much faster than API round
+/// trips: unbounded, a burst of 100,000 pending pods became 100,000 concurrent requests, each
+/// wanting its own connection and TLS handshake. Queued bindings stay assumed in the cache.
+const BINDINGS_IN_FLIGHT: usize = 128;
 
 /// Which profile serves `pod`, if any of ours.
 pub fn profile_for<'p>(profiles: &'p [Profile], pod: &Pod) -> Option<&'p Profile> {
@@ -80,6 +84,8 @@ struct Loop {
     queue: SchedulingQueue,
     scheduler: Scheduler<StdRng>,
     bound: mpsc::UnboundedSender<BindOutcome>,
+    /// Permits for bindings in flight.
+    binding_slots: Arc<tokio::sync::Semaphore>,
     /// PodDisruptionBudgets, for preemption.
     budgets: kube::runtime::reflector::Store<PodDisruptionBudget>,
 }
@@ -116,6 +122,7 @@ pub async fn run(client: kube::Client, profiles: Vec<Profile>, shutdown: impl Fu
         queue: SchedulingQueue::new(),
         scheduler: Scheduler::new(StdRng::from_os_rng()),
         bound,
+        binding_slots: Arc::new(tokio::sync::Semaphore::new(BINDINGS_IN_FLIGHT)),
         budgets,
     };
     tokio::pin!(nodes, pods, budget_events, storage, shutdown);
@@ -311,10 +318,13 @@ impl Loop {
         let events: Api<Event> = Api::namespaced(self.client.clone(), &queued.info.namespace);
         let component = queued.info.pod.spec.as_ref().and_then(|s| s.scheduler_name.clone());
         let client = self.client.clone();
+        let slots = self.binding_slots.clone();
         tokio::spawn(async move {
             // Volumes first (upstream's PreBind): the pod is bound only once its claims are.
             let mut result = bind_volumes(&client, &steps, &node).await;
             if result.is_ok() {
+                // Only the binding itself takes a slot: a claim's wait must not hold one.
+                let _slot = slots.acquire_owned().await;
                 result = api
                     .create_subresource::<_, serde_json::Value>(
                         "binding",
