@@ -23,8 +23,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 mod agent;
-mod volumes;
 mod apply;
+mod volumes;
 
 const VALUE_1K: usize = 1000;
 

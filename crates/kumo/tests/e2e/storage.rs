@@ -429,3 +429,66 @@ spec:
     c.eventually("its volume deleted too (reclaim Delete)", WAIT, || gone(&c, "pv", &pv1));
     assert_eq!(phase(&c, "pv", &pv0), "Bound");
 }
+
+#[test]
+fn a_statefulset_ordinal_reads_back_its_own_data_after_its_pod_is_replaced_and_after_scaling() {
+    let c = Cluster::with_agent(&[]);
+    node_of(&c);
+    // Each start increments a counter kept on the ordinal's volume and logs it.
+    let set = r#"
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: counter}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: counter}}
+  serviceName: counter
+  template:
+    metadata: {labels: {app: counter}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: main
+        image: busybox
+        command: ["sh", "-c", "n=$(cat /var/lib/counter/n 2>/dev/null || echo 0); n=$((n+1)); echo $n > /var/lib/counter/n; echo start=$n; exec sleep 3600"]
+        volumeMounts: [{name: data, mountPath: /var/lib/counter}]
+  volumeClaimTemplates:
+  - metadata: {name: data}
+    spec:
+      accessModes: [ReadWriteOnce]
+      resources: {requests: {storage: 16Mi}}
+"#;
+    c.kubectl_in(&["apply", "-f", "-"], set);
+    c.kubectl(&["rollout", "status", "statefulset/counter", "--timeout=120s"]);
+    let logged = |pod: &str, want: &str| {
+        c.eventually(&format!("{pod} logs {want}"), WAIT, || {
+            let out = c.kubectl_output(&["logs", pod]);
+            String::from_utf8_lossy(&out.stdout).contains(want)
+        })
+    };
+    logged("counter-0", "start=1");
+    logged("counter-1", "start=1");
+    // The counter lives in the claim's directory on the node, not at the host's mountPath.
+    assert!(
+        !std::path::Path::new("/var/lib/counter/n").exists(),
+        "nothing written on the host path"
+    );
+    let pv0 = claim_of(&c, "data-counter-0").expect("claim")["spec"]["volumeName"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    let dir0 =
+        c.get_json(&["pv", &pv0])["spec"]["hostPath"]["path"].as_str().unwrap_or("").to_string();
+    assert_eq!(std::fs::read_to_string(format!("{dir0}/n")).unwrap_or_default().trim(), "1");
+
+    // The replacement of a deleted pod mounts the same volume and reads the counter back.
+    c.kubectl(&["delete", "pod", "counter-0", "--wait=true", "--timeout=60s"]);
+    logged("counter-0", "start=2");
+    // Scaling down and up keeps each ordinal's data.
+    c.kubectl(&["scale", "statefulset", "counter", "--replicas=1"]);
+    c.eventually("counter-1 gone", WAIT, || gone(&c, "pod", "counter-1"));
+    c.kubectl(&["scale", "statefulset", "counter", "--replicas=2"]);
+    c.kubectl(&["rollout", "status", "statefulset/counter", "--timeout=120s"]);
+    logged("counter-1", "start=2");
+    assert_eq!(std::fs::read_to_string(format!("{dir0}/n")).unwrap_or_default().trim(), "2");
+}

@@ -389,16 +389,42 @@ spec:
   - {name: same, persistentVolumeClaim: {claimName: claim, readOnly: true}}
 "#;
     c.kubectl_in(&["apply", "-f", "-"], manifest);
-    let failed_mount = |message: &str| {
+    // The scheduler holds a pod whose claim is missing (upstream's VolumeBinding plugin), so
+    // the missing claim is reported as FailedScheduling; an agent given such a pod anyway
+    // (a pod created with `nodeName`) reports FailedMount.
+    c.eventually("the missing claim is named", Duration::from_secs(30), || {
         let events = c.get_json(&["events", "--field-selector", "involvedObject.name=stateful"]);
         events["items"].as_array().into_iter().flatten().any(|e| {
-            e["reason"] == "FailedMount"
-                && e["message"].as_str().is_some_and(|m| m.ends_with(message))
+            (e["reason"] == "FailedScheduling" || e["reason"] == "FailedMount")
+                && e["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("persistentvolumeclaim \"claim\" not found"))
         })
-    };
-    c.eventually("FailedMount: claim not found", Duration::from_secs(30), || {
-        failed_mount("persistentvolumeclaim \"claim\" not found")
     });
+    // A pod bound to the node directly (no scheduler) reaches the agent, which waits for the claim.
+    c.eventually("a node", Duration::from_secs(30), || {
+        !c.get_json(&["nodes"])["items"].as_array().is_none_or(|n| n.is_empty())
+    });
+    let node =
+        c.get_json(&["nodes"])["items"][0]["metadata"]["name"].as_str().unwrap_or("").to_string();
+    let direct = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: direct}}\nspec:\n  nodeName: {node}\n  \
+         containers: [{{name: c, image: busybox, command: [sleep, '600'], volumeMounts: \
+         [{{name: d, mountPath: /kumo-e2e-direct}}]}}]\n  volumes: [{{name: d, \
+         persistentVolumeClaim: {{claimName: absent}}}}]\n"
+    );
+    c.kubectl_in(&["apply", "-f", "-"], &direct);
+    c.eventually("FailedMount names the missing claim", Duration::from_secs(30), || {
+        let events = c.get_json(&["events", "--field-selector", "involvedObject.name=direct"]);
+        events["items"].as_array().into_iter().flatten().any(|e| {
+            e["reason"] == "FailedMount"
+                && e["message"]
+                    .as_str()
+                    .is_some_and(|m| m.ends_with("persistentvolumeclaim \"absent\" not found"))
+        })
+    });
+    assert_eq!(c.get_json(&["pod", "direct"])["status"]["phase"], "Pending");
+    c.kubectl(&["delete", "pod", "direct", "--timeout=60s"]);
     let volumes = format!(
         r#"
 apiVersion: v1
@@ -422,22 +448,10 @@ spec:
         host_dir.display()
     );
     c.kubectl_in(&["apply", "-f", "-"], &volumes);
-    let bound = c.get_json(&["pvc", "claim"])["status"]["phase"] == "Bound";
-    if !bound {
-        c.eventually("FailedMount: claim not bound", Duration::from_secs(30), || {
-            failed_mount("persistentvolumeclaim \"claim\" is not bound")
-        });
-        // No binder in this cluster: bind it as the PV controller would.
-        c.kubectl(&[
-            "patch",
-            "pvc",
-            "claim",
-            "--subresource=status",
-            "--type=merge",
-            "-p",
-            r#"{"status":{"phase":"Bound"}}"#,
-        ]);
-    }
+    // The PV binder binds the pre-bound pair; the scheduler then places the pod.
+    c.eventually("claim bound", Duration::from_secs(30), || {
+        c.get_json(&["pvc", "claim"])["status"]["phase"] == "Bound"
+    });
     c.kubectl(&["wait", "--for=condition=Ready", "pod/stateful", "--timeout=60s"]);
     c.eventually("the file on the PV's node directory", Duration::from_secs(20), || {
         std::fs::read_to_string(host_dir.join("hello")).is_ok_and(|s| s == "kept\n")
@@ -501,7 +515,16 @@ fn the_shim_mounts_volumes_without_root_in_a_user_namespace() {
     let exit = std::fs::read_to_string(dir.join("exit.json")).expect("exit.json");
     assert!(exit.contains("\"Completed\""), "{exit}");
     let log = std::fs::read_to_string(dir.join("log")).expect("log");
-    let lines: Vec<&str> = log.lines().filter_map(|l| l.splitn(4, ' ').nth(3)).collect();
+    // CRI log lines: `<time> <stream> <P|F> <text>`; a partial (P) line continues in the next.
+    let mut lines: Vec<String> = Vec::new();
+    let mut partial = String::new();
+    for line in log.lines() {
+        let fields: Vec<&str> = line.splitn(4, ' ').collect();
+        partial.push_str(fields.get(3).copied().unwrap_or(""));
+        if fields.get(2) != Some(&"P") {
+            lines.push(std::mem::take(&mut partial));
+        }
+    }
     assert_eq!(lines, ["hello-userns", "read-only", "65534", "top-writable"], "{log}");
     assert!(vol.join("h").exists(), "a write through the volume reaches its directory");
     assert!(!Path::new(&etc).exists() && !Path::new(&top).exists());
