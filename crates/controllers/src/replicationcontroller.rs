@@ -108,8 +108,16 @@ fn owners_of(
 /// Run the ReplicationController controller until `shutdown` completes.
 pub async fn run(client: Client, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
     let (pods, writer) = reflector::store::<Pod>();
+    // The shared sync reads an owner's pods from the index, so this controller feeds its own.
+    let index = crate::pod_index::PodIndex::default();
+    let observed = index.clone();
     let pod_events =
         reflector::reflector(writer, watcher(Api::<Pod>::all(client.clone()), Default::default()))
+            .inspect(move |event| {
+                if let Ok(event) = event {
+                    observed.observe(event);
+                }
+            })
             .default_backoff()
             .touched_objects();
     let controller = Controller::new(
@@ -117,7 +125,7 @@ pub async fn run(client: Client, shutdown: impl Future<Output = ()> + Send + Syn
         watcher::Config::default(),
     );
     let rcs = controller.store();
-    let ctx = Arc::new(Context { client, pods, expectations: Default::default() });
+    let ctx = Arc::new(Context { client, pods, expectations: Default::default(), index });
     controller
         .watches_stream(pod_events, move |pod| owners_of(&pod, &rcs))
         .graceful_shutdown_on(shutdown)
