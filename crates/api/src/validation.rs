@@ -23,6 +23,7 @@ mod storage;
 mod volume;
 
 pub use names::{is_dns1123_label, is_dns1123_subdomain, is_qualified_name, is_valid_label_value};
+pub(crate) use volume::SOURCES as VOLUME_SOURCES;
 
 use crate::resources::Resource;
 use serde_json::Value;

@@ -30,8 +30,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, PropagationPolicy};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{watcher, WatchStreamExt};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
 use kube::Client;
 use serde_json::Value;
 use std::future::Future;
@@ -172,18 +172,7 @@ fn owners_of(pod: &Pod) -> Vec<ObjectRef<Job>> {
 
 /// Run the Job controller until `shutdown` completes.
 pub async fn run(client: Client, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
-    let (pods, writer) = reflector::store::<Pod>();
-    let index = PodIndex::default();
-    let observed = index.clone();
-    let pod_events =
-        reflector::reflector(writer, watcher(Api::<Pod>::all(client.clone()), Default::default()))
-            .inspect(move |event| {
-                if let Ok(event) = event {
-                    observed.observe(event);
-                }
-            })
-            .default_backoff()
-            .touched_objects();
+    let (pods, index, pod_events) = crate::pod_index::watch_pods(&client);
     let controller = Controller::new(Api::<Job>::all(client.clone()), watcher::Config::default());
     let ctx = Arc::new(Context { client, pods, expectations: Expectations::default(), index });
     controller

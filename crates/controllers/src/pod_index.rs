@@ -10,9 +10,12 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 
+use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::Pod;
-use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher;
+use kube::api::Api;
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::Client;
 
 use crate::claim;
 
@@ -74,6 +77,28 @@ pub struct PodIndex {
     live: Arc<RwLock<Entries>>,
     /// Filled during a (re)list, swapped in when it is done.
     relist: Arc<RwLock<Option<Entries>>>,
+}
+
+/// A reflector over every pod with its index fed from the same watch: the store, the index
+/// and the stream of touched pods that a controller's `watches_stream` takes.
+pub fn watch_pods(
+    client: &Client,
+) -> (Store<Pod>, PodIndex, impl Stream<Item = Result<Pod, watcher::Error>> + Send + 'static) {
+    let (pods, writer) = reflector::store::<Pod>();
+    let index = PodIndex::default();
+    let observed = index.clone();
+    let events = reflector::reflector(
+        writer,
+        watcher::watcher(Api::<Pod>::all(client.clone()), Default::default()),
+    )
+    .inspect(move |event| {
+        if let Ok(event) = event {
+            observed.observe(event);
+        }
+    })
+    .default_backoff()
+    .touched_objects();
+    (pods, index, events)
 }
 
 impl PodIndex {

@@ -22,8 +22,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{watcher, WatchStreamExt};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
 use kube::Client;
 use std::future::Future;
 use std::sync::Arc;
@@ -158,18 +158,7 @@ pub(crate) fn owner_names<'a, S: 'a>(
 
 /// Run the ReplicaSet controller until `shutdown` completes.
 pub async fn run(client: Client, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
-    let (pods, writer) = reflector::store::<Pod>();
-    let index = PodIndex::default();
-    let observed = index.clone();
-    let pod_events =
-        reflector::reflector(writer, watcher(Api::<Pod>::all(client.clone()), Default::default()))
-            .inspect(move |event| {
-                if let Ok(event) = event {
-                    observed.observe(event);
-                }
-            })
-            .default_backoff()
-            .touched_objects();
+    let (pods, index, pod_events) = crate::pod_index::watch_pods(&client);
     let controller =
         Controller::new(Api::<ReplicaSet>::all(client.clone()), watcher::Config::default());
     let sets = controller.store();

@@ -17,8 +17,8 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{watcher, WatchStreamExt};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
 use kube::Client;
 use std::future::Future;
 use std::sync::Arc;
@@ -107,19 +107,7 @@ fn owners_of(
 
 /// Run the ReplicationController controller until `shutdown` completes.
 pub async fn run(client: Client, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
-    let (pods, writer) = reflector::store::<Pod>();
-    // The shared sync reads an owner's pods from the index, so this controller feeds its own.
-    let index = crate::pod_index::PodIndex::default();
-    let observed = index.clone();
-    let pod_events =
-        reflector::reflector(writer, watcher(Api::<Pod>::all(client.clone()), Default::default()))
-            .inspect(move |event| {
-                if let Ok(event) = event {
-                    observed.observe(event);
-                }
-            })
-            .default_backoff()
-            .touched_objects();
+    let (pods, index, pod_events) = crate::pod_index::watch_pods(&client);
     let controller = Controller::new(
         Api::<ReplicationController>::all(client.clone()),
         watcher::Config::default(),

@@ -11,8 +11,8 @@ use serde_json::Value;
 use std::collections::BTreeSet;
 use std::path::{Component, Path};
 
-/// The volume sources of `core.v1.Volume`.
-const SOURCES: &[&str] = &[
+/// The volume sources of `core.v1.Volume` (defaulting adds `emptyDir` when none is given).
+pub(crate) const SOURCES: &[&str] = &[
     "hostPath",
     "emptyDir",
     "gcePersistentDisk",
