@@ -3,8 +3,8 @@
 //! candidates for adoption) instead of every pod in the cluster.
 //!
 //! Without it each reconcile walked the whole pod cache: at 150,000 pods and thousands of
-//! owners that is O(owners × pods) per round of events, and it was the controllers' hot spot
-//! in `bench/scale` (issue 6). client-go's informers index pods the same way (by namespace, and
+//! owners that is O(owners × pods) per round of events (read from the code; not yet measured,
+//! issue 6). client-go's informers index pods the same way (by namespace, and
 //! by controller in the ReplicaSet controller's `controllerUIDIndex`).
 
 use std::collections::{HashMap, HashSet};
