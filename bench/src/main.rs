@@ -11,6 +11,9 @@
 //!   time with volumes; see [`volumes`].
 //! - `kumo-bench apply` (`bench/apply`): server-side apply against create and update of a
 //!   3 KB Deployment; see [`apply`].
+//! - `kumo-bench scale` (`bench/scale`): hollow nodes and a trace-shaped workload at 1,000,
+//!   5,000 and 10,000 nodes: scheduling throughput, start-up and API latency, RSS and CPU per
+//!   pod, binpack quality, node failure; see [`scale`].
 //! - `kumo-bench serve PORT`: the trivial HTTP server the agent benchmark's pods run.
 
 use anyhow::{bail, Context, Result};
@@ -24,6 +27,7 @@ use std::time::{Duration, Instant};
 
 mod agent;
 mod apply;
+mod scale;
 mod volumes;
 
 const VALUE_1K: usize = 1000;
@@ -52,14 +56,23 @@ fn kumo_binary() -> Result<PathBuf> {
 
 /// Start `kumo up` in `dir`; returns it and the time until it printed ready.
 fn start(dir: &Path) -> Result<(Kumo, Duration)> {
+    start_with(dir, &[])
+}
+
+/// [`start`] with extra `kumo up` flags.
+fn start_with(dir: &Path, extra: &[&str]) -> Result<(Kumo, Duration)> {
     let t0 = Instant::now();
     let data = dir.join("data");
     let mut child = Command::new(kumo_binary()?)
         .args(["up", "--data-dir"])
         .arg(&data)
         .args(["--api-addr", "127.0.0.1:0", "--gateway-addr", "127.0.0.1:0"])
+        .args(extra)
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(match std::env::var_os("KUMO_BENCH_LOG") {
+            Some(f) => Stdio::from(std::fs::File::create(f)?),
+            None => Stdio::null(),
+        })
         .spawn()?;
     let stdout = child.stdout.take().context("stdout")?;
     let mut lines = BufReader::new(stdout).lines();
@@ -90,11 +103,16 @@ fn client(k: &Kumo) -> Result<reqwest::Client> {
 }
 
 fn rss_kib(pid: u32) -> u64 {
+    proc_status_kib(pid, "VmRSS:")
+}
+
+/// A `kB` field of `/proc/<pid>/status` (`VmRSS:`, `VmHWM:`…); 0 if unreadable.
+fn proc_status_kib(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
+                .find(|l| l.starts_with(field))
                 .and_then(|l| l.split_whitespace().nth(1).and_then(|n| n.parse().ok()))
         })
         .unwrap_or(0)
@@ -248,6 +266,7 @@ fn main() -> Result<()> {
         Some("agent") => runtime()?.block_on(agent::main(&args[1..])),
         Some("volumes") => runtime()?.block_on(volumes::main(&args[1..])),
         Some("apply") => runtime()?.block_on(apply::main(&args[1..])),
+        Some("scale") => runtime()?.block_on(scale::main(&args[1..])),
         None => runtime()?.block_on(foundation()),
         Some(other) => {
             bail!("unknown subcommand {other:?}: use none, `agent`, `volumes`, `apply` or `serve PORT`")

@@ -142,10 +142,15 @@ async fn openapi_v2() -> Response {
 }
 
 async fn resource(State(st): State<AppState>, req: Request) -> Response {
-    match handle(st, req).await {
+    let (method, path) = (req.method().clone(), req.uri().path().to_string());
+    let resp = match handle(st, req).await {
         Ok(resp) => resp,
         Err(e) => e.into_response(),
-    }
+    };
+    // Off by default; `KUMO_LOG=kumo::request=debug` counts requests by verb and path when
+    // profiling (how the scale benchmark found its conflict storms).
+    tracing::debug!(target: "kumo::request", %method, path, status = resp.status().as_u16());
+    resp
 }
 
 async fn handle(st: AppState, req: Request) -> ApiResult<Response> {

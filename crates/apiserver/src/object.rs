@@ -59,18 +59,61 @@ pub fn from_kv(kv: &KeyValue) -> Option<Value> {
     Some(obj)
 }
 
+/// The labels of a stored object, read without decoding the rest of it: a list with a label
+/// selector rejects most objects on this alone, at a fraction of a whole decode's cost.
+/// `None` when the bytes are not a JSON object (the caller decodes them and reports that).
+pub fn peek_labels(bytes: &[u8]) -> Option<Option<Map<String, Value>>> {
+    #[derive(serde::Deserialize)]
+    struct Peek {
+        #[serde(default)]
+        metadata: PeekMeta,
+    }
+    #[derive(serde::Deserialize, Default)]
+    struct PeekMeta {
+        #[serde(default)]
+        labels: Option<Map<String, Value>>,
+    }
+    serde_json::from_slice::<Peek>(bytes).ok().map(|p| p.metadata.labels)
+}
+
 /// Set `metadata.resourceVersion`.
 pub fn set_resource_version(obj: &mut Value, rev: i64) {
     meta_mut(obj).insert("resourceVersion".into(), Value::String(rev.to_string()));
 }
 
-/// Encode for the store: the object without `resourceVersion`.
+/// Encode for the store: the object without `resourceVersion` (skipped while writing, so no
+/// copy of the object is made on every write).
 pub fn to_bytes(obj: &Value) -> Vec<u8> {
-    let mut copy = obj.clone();
-    if let Some(m) = copy.get_mut("metadata").and_then(Value::as_object_mut) {
-        m.remove("resourceVersion");
+    serde_json::to_vec(&WithoutResourceVersion(obj)).unwrap_or_default()
+}
+
+struct WithoutResourceVersion<'a>(&'a Value);
+
+impl serde::Serialize for WithoutResourceVersion<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let Value::Object(top) = self.0 else { return self.0.serialize(s) };
+        let mut map = s.serialize_map(Some(top.len()))?;
+        for (k, v) in top {
+            match v {
+                Value::Object(meta) if k == "metadata" => {
+                    let kept = meta.iter().filter(|(mk, _)| *mk != "resourceVersion");
+                    map.serialize_entry(k, &MapOf(kept))?;
+                }
+                _ => map.serialize_entry(k, v)?,
+            }
+        }
+        map.end()
     }
-    serde_json::to_vec(&copy).unwrap_or_default()
+}
+
+/// Serializes the entries an iterator yields as a JSON object.
+struct MapOf<I>(I);
+
+impl<'a, I: Iterator<Item = (&'a String, &'a Value)> + Clone> serde::Serialize for MapOf<I> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.0.clone())
+    }
 }
 
 /// A random suffix as `generateName` uses (consonants and digits that spell no words).
@@ -79,4 +122,32 @@ pub fn random_suffix(len: usize) -> String {
     use rand::Rng;
     let mut rng = rand::rng();
     (0..len).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peek_labels_reads_only_the_labels() {
+        let with = br#"{"kind":"Pod","spec":{"containers":[{"name":"a"}]},"metadata":{"name":"p","labels":{"app":"web"}}}"#;
+        let labels = peek_labels(with).expect("an object").expect("labels");
+        assert_eq!(labels.get("app"), Some(&Value::String("web".into())));
+        assert_eq!(peek_labels(br#"{"metadata":{"name":"p"}}"#), Some(None));
+        assert_eq!(peek_labels(br#"{"kind":"Pod"}"#), Some(None));
+        assert_eq!(peek_labels(b"not json"), None);
+    }
+
+    #[test]
+    fn to_bytes_leaves_out_the_resource_version_only() {
+        let obj = serde_json::json!({"kind": "Pod", "metadata": {"name": "p",
+            "resourceVersion": "7", "labels": {"a": "b"}}, "spec": {"x": [1, 2]}});
+        let back: Value = serde_json::from_slice(&to_bytes(&obj)).unwrap();
+        assert_eq!(
+            back,
+            serde_json::json!({"kind": "Pod", "metadata": {"name": "p",
+            "labels": {"a": "b"}}, "spec": {"x": [1, 2]}})
+        );
+        assert_eq!(to_bytes(&serde_json::json!([1])), b"[1]");
+    }
 }

@@ -199,6 +199,13 @@ impl Registry {
             let mut filled = false;
             for kv in &page.kvs {
                 last_key = Some(kv.key.clone());
+                if !opts.labels.is_empty() {
+                    if let Some(labels) = object::peek_labels(&kv.value) {
+                        if !opts.labels.matches(labels.as_ref()) {
+                            continue;
+                        }
+                    }
+                }
                 let obj = decode(r, kv)?;
                 if opts.labels.matches(object::labels(&obj)) && opts.fields.matches(&obj) {
                     items.push(obj);

@@ -118,10 +118,9 @@ fn services_of(
 /// Run the endpoints controller until `shutdown` completes.
 pub async fn run(client: Client, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
     let (pods, writer) = reflector::store::<Pod>();
-    let pod_events =
-        reflector::reflector(writer, watcher(Api::<Pod>::all(client.clone()), Default::default()))
-            .default_backoff()
-            .touched_objects();
+    let pod_events = reflector::reflector(writer, crate::pod_watcher(&client))
+        .default_backoff()
+        .touched_objects();
     let controller =
         Controller::new(Api::<Service>::all(client.clone()), watcher::Config::default());
     let services = controller.store();

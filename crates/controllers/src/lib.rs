@@ -65,6 +65,23 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use std::future::Future;
 
+/// A watch of every pod for a reflector, without `managedFields`: no controller reads them,
+/// and each cache of every pod would otherwise hold every manager's field set (upstream's
+/// informers strip them with a transform for the same reason).
+pub(crate) fn pod_watcher(
+    client: &kube::Client,
+) -> impl futures::Stream<
+    Item = Result<
+        kube::runtime::watcher::Event<k8s_openapi::api::core::v1::Pod>,
+        kube::runtime::watcher::Error,
+    >,
+> + Send
+       + 'static {
+    use kube::runtime::WatchStreamExt;
+    kube::runtime::watcher(kube::Api::all(client.clone()), Default::default())
+        .modify(|pod: &mut k8s_openapi::api::core::v1::Pod| pod.metadata.managed_fields = None)
+}
+
 /// Wait until a reflector's store holds its first full list. kube-runtime 5's
 /// `Store::wait_until_ready` keeps a single waker (a oneshot receiver behind a mutex), so of
 /// several reconciles waiting at once only the last one is woken and the others sleep until

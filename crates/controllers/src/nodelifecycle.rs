@@ -103,12 +103,9 @@ pub async fn run(
     .default_backoff()
     .touched_objects();
     let (pods, pod_writer) = reflector::store::<Pod>();
-    let pod_events = reflector::reflector(
-        pod_writer,
-        watcher(Api::<Pod>::all(client.clone()), Default::default()),
-    )
-    .default_backoff()
-    .touched_objects();
+    let pod_events = reflector::reflector(pod_writer, crate::pod_watcher(&client))
+        .default_backoff()
+        .touched_objects();
     let ctx = Arc::new(Context { client: client.clone(), leases, pods, config });
     Controller::new(Api::<Node>::all(client), watcher::Config::default())
         .watches_stream(lease_events, |lease| {

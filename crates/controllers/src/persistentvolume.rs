@@ -71,9 +71,7 @@ pub async fn run(client: Client, shutdown: impl Future<Output = ()> + Send + 'st
     let c2 = reflector::reflector(w2, watcher(Api::<PersistentVolume>::all(client.clone()), cfg()))
         .default_backoff()
         .map(|_| ());
-    let c3 = reflector::reflector(w3, watcher(Api::<Pod>::all(client.clone()), cfg()))
-        .default_backoff()
-        .map(|_| ());
+    let c3 = reflector::reflector(w3, crate::pod_watcher(&client)).default_backoff().map(|_| ());
     let c4 = reflector::reflector(w4, watcher(Api::<StorageClass>::all(client.clone()), cfg()))
         .default_backoff()
         .map(|_| ());

@@ -12,7 +12,6 @@ use std::sync::{Arc, RwLock};
 
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::Api;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::Client;
@@ -87,17 +86,14 @@ pub fn watch_pods(
     let (pods, writer) = reflector::store::<Pod>();
     let index = PodIndex::default();
     let observed = index.clone();
-    let events = reflector::reflector(
-        writer,
-        watcher::watcher(Api::<Pod>::all(client.clone()), Default::default()),
-    )
-    .inspect(move |event| {
-        if let Ok(event) = event {
-            observed.observe(event);
-        }
-    })
-    .default_backoff()
-    .touched_objects();
+    let events = reflector::reflector(writer, crate::pod_watcher(client))
+        .inspect(move |event| {
+            if let Ok(event) = event {
+                observed.observe(event);
+            }
+        })
+        .default_backoff()
+        .touched_objects();
     (pods, index, events)
 }
 

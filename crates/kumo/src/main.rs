@@ -189,6 +189,9 @@ struct UpArgs {
     /// Watch history kept in memory, in events (older resourceVersions get 410 Gone).
     #[arg(long, default_value_t = 50_000)]
     watch_history: usize,
+    /// The embedded store's page cache, in MiB.
+    #[arg(long, default_value_t = 64)]
+    store_cache_mb: usize,
     /// Run no node agent (a control plane only; nodes join with `kumo agent`).
     #[arg(long)]
     no_agent: bool,
@@ -247,7 +250,11 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot create data dir {}", args.data_dir.display()))?;
     let data_dir = args.data_dir.canonicalize()?;
     let store_path = data_dir.join("store.redb");
-    let options = kumo_store::StoreOptions { history: args.watch_history, ..Default::default() };
+    let options = kumo_store::StoreOptions {
+        history: args.watch_history,
+        cache_bytes: args.store_cache_mb << 20,
+        ..Default::default()
+    };
     let store = kumo_store::EmbeddedStore::open_with(&store_path, options)
         .with_context(|| format!("cannot open the store {}", store_path.display()))?;
     let store: Arc<dyn kumo_store::Store> = Arc::new(store);

@@ -78,7 +78,7 @@ pub struct HollowConfig {
     pub delete_delay: Duration,
     /// How often each node renews its Lease (kubelet: 10 s).
     pub lease_period: Duration,
-    /// API requests in flight at most, for pods and nodes together.
+    /// Pod requests in flight at most (Leases and node status have a quarter of this again).
     pub concurrency: usize,
     /// Seed of the failure draws.
     pub seed: u64,
@@ -145,8 +145,12 @@ pub struct Fleet {
     pub nodes: Vec<HollowNode>,
     /// Index by node name.
     index: HashMap<String, usize>,
-    /// Every API request goes through this pool.
+    /// Every pod request goes through this pool.
     pub pool: Arc<Semaphore>,
+    /// Lease renewals and node status go through this one: a backlog of pod work must not
+    /// delay a node's heartbeat (a kubelet renews its Lease whatever its pods are doing), or a
+    /// busy run declares its own nodes dead and evicts their pods.
+    pub node_pool: Arc<Semaphore>,
     /// Counters, for the progress line.
     pub stats: Stats,
 }
@@ -197,7 +201,8 @@ impl Fleet {
             .collect();
         let index = nodes.iter().enumerate().map(|(i, n)| (n.name.clone(), i)).collect();
         let pool = Arc::new(Semaphore::new(config.concurrency.max(1)));
-        Ok(Arc::new(Fleet { config, nodes, index, pool, stats: Stats::default() }))
+        let node_pool = Arc::new(Semaphore::new((config.concurrency / 4).max(4)));
+        Ok(Arc::new(Fleet { config, nodes, index, pool, node_pool, stats: Stats::default() }))
     }
 
     /// The node called `name`, if it is one of ours.

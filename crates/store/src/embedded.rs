@@ -48,7 +48,10 @@ impl EmbeddedStore {
 
     /// Opens (or creates) the store file at `path`; every key and the revision counter come back.
     pub fn open_with(path: &Path, options: StoreOptions) -> Result<EmbeddedStore, StoreError> {
-        let db = Database::create(path).map_err(backend("open store file"))?;
+        let db = Database::builder()
+            .set_cache_size(options.cache_bytes)
+            .create(path)
+            .map_err(backend("open store file"))?;
         let revision = initialize(&db)?;
         tracing::info!(path = %path.display(), revision, "store opened");
         let db = Arc::new(db);

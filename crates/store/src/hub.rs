@@ -246,7 +246,7 @@ mod tests {
     }
 
     fn hub(history: usize, watch_buffer: usize) -> Arc<WatchHub> {
-        WatchHub::new(1, &StoreOptions { history, watch_buffer })
+        WatchHub::new(1, &StoreOptions { history, watch_buffer, ..StoreOptions::default() })
     }
 
     async fn revisions(stream: &mut WatchStream, n: usize) -> Vec<Revision> {

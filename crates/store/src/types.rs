@@ -89,10 +89,14 @@ pub struct StoreOptions {
     pub history: usize,
     /// per-watcher channel, default 10_000
     pub watch_buffer: usize,
+    /// The embedded store's page cache in bytes, default 64 MiB. redb's own default (1 GiB)
+    /// fills with the pages every commit writes, and made most of the control plane's RSS at
+    /// scale; reads past the cache come from the OS page cache, which is not ours to hold.
+    pub cache_bytes: usize,
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        StoreOptions { history: 50_000, watch_buffer: 10_000 }
+        StoreOptions { history: 50_000, watch_buffer: 10_000, cache_bytes: 64 << 20 }
     }
 }

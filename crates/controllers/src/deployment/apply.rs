@@ -241,7 +241,10 @@ impl<'a> Applier<'a> {
         if let Some(n) = &new {
             let rev = revision(n).to_string();
             if current.metadata.annotations.as_ref().and_then(|a| a.get(REVISION)) != Some(&rev) {
-                let patch = json!({"metadata": {"resourceVersion": current.metadata.resource_version, "annotations": {REVISION: rev}}});
+                // No resourceVersion precondition: the annotation is idempotent, and a
+                // reconcile that runs on a cached Deployment a write behind would otherwise
+                // conflict until the cache caught up (a 409 storm at scale).
+                let patch = json!({"metadata": {"annotations": {REVISION: rev}}});
                 let dname = current.metadata.name.clone().unwrap_or_default();
                 current = self
                     .deployments

@@ -204,7 +204,7 @@ pub async fn renew_leases(client: kube::Client, fleet: Arc<Fleet>) {
             if !fleet.nodes[i].alive.load(Ordering::Relaxed) {
                 continue;
             }
-            let Ok(permit) = fleet.pool.clone().acquire_owned().await else { return };
+            let Ok(permit) = fleet.node_pool.clone().acquire_owned().await else { return };
             let client = client.clone();
             let fleet = fleet.clone();
             tokio::spawn(async move {
@@ -243,7 +243,7 @@ pub async fn repair_status(client: kube::Client, fleet: Arc<Fleet>) {
         if is_ready(&node) || !fleet.is_alive(&name) {
             continue;
         }
-        let Ok(permit) = fleet.pool.clone().acquire_owned().await else { return };
+        let Ok(permit) = fleet.node_pool.clone().acquire_owned().await else { return };
         let (api, fleet) = (api.clone(), fleet.clone());
         tokio::spawn(async move {
             if let Some(hollow) = fleet.node(&name) {
