@@ -372,6 +372,12 @@ async fn foundation() -> Result<()> {
         "etcd 3.4 here: ~5,000 puts/s".into(),
     ));
 
+    print_table(&rows);
+    Ok(())
+}
+
+/// Prints (figure, kumo's value, anchor) rows as an aligned table.
+pub(crate) fn print_table<A: std::fmt::Display>(rows: &[(String, String, A)]) {
     let w = rows.iter().map(|r| r.0.len()).max().unwrap_or(10);
     let v = rows.iter().map(|r| r.1.len()).max().unwrap_or(10);
     println!("{:w$}  {:>v$}  anchor", "figure", "kumo");
@@ -379,5 +385,4 @@ async fn foundation() -> Result<()> {
     for (name, value, anchor) in rows {
         println!("{name:w$}  {value:>v$}  {anchor}");
     }
-    Ok(())
 }

@@ -243,13 +243,7 @@ pub async fn main(args: &[String]) -> Result<()> {
             "",
         ),
     ];
-    let w = rows.iter().map(|r| r.0.len()).max().unwrap_or(10);
-    let v = rows.iter().map(|r| r.1.len()).max().unwrap_or(10);
-    println!("{:w$}  {:>v$}  anchor", "figure", "kumo");
-    println!("{}", "-".repeat(w + v + 10));
-    for (name, value, anchor) in rows {
-        println!("{name:w$}  {value:>v$}  {anchor}");
-    }
+    crate::print_table(&rows);
     drop(node);
     Ok(())
 }
