@@ -19,16 +19,60 @@ const POLL: Duration = Duration::from_millis(250);
 /// How long a foreground deletion or namespace waits for its contents before trying again later.
 const PATIENCE: usize = 4 * 60 * 10;
 
+/// How long a lookup waits for the owner index to catch up before scanning the store instead.
+const INDEX_PATIENCE: Duration = Duration::from_secs(5);
+
 /// Objects whose `ownerReferences` name `uid`, with their resource.
 async fn dependents(reg: &Registry, owner: &Value) -> Vec<(Resource, Value)> {
-    let Some(uid) = owner["metadata"]["uid"].as_str() else { return vec![] };
+    let Some(uid) = owner["metadata"]["uid"].as_str().filter(|u| !u.is_empty()) else {
+        return vec![];
+    };
     let ns = object::namespace(owner).map(str::to_string);
     let snap = reg.catalog.snapshot();
+    // A cluster-scoped owner may own objects anywhere; a namespaced one only in its namespace.
+    let in_scope = |r: &Resource| ns.is_none() || r.namespaced;
+    let Some(keys) = reg.owners.dependents(&reg.store, uid, INDEX_PATIENCE).await else {
+        return scan(reg, &snap, uid, ns.as_deref()).await;
+    };
+    let mut out = Vec::new();
+    for key in keys {
+        let Some(r) = snap.resources.iter().find(|r| key.starts_with(&r.key_prefix())) else {
+            continue;
+        };
+        if !in_scope(r) {
+            continue;
+        }
+        if let Some(ns) = &ns {
+            if !key[r.key_prefix().len()..].starts_with(&format!("{ns}/")) {
+                continue;
+            }
+        }
+        let Ok(Some(kv)) = reg.store.get(&key).await else { continue };
+        let Ok(obj) = crate::registry::decode(r, &kv) else { continue };
+        if names_owner(&obj, uid) {
+            out.push((r.clone(), obj));
+        }
+    }
+    out
+}
+
+fn names_owner(obj: &Value, uid: &str) -> bool {
+    obj["metadata"]["ownerReferences"]
+        .as_array()
+        .is_some_and(|refs| refs.iter().any(|o| o["uid"].as_str() == Some(uid)))
+}
+
+/// [`dependents`] the slow way: read every object the owner could own.
+async fn scan(
+    reg: &Registry,
+    snap: &crate::catalog::Snapshot,
+    uid: &str,
+    ns: Option<&str>,
+) -> Vec<(Resource, Value)> {
     let mut out = Vec::new();
     let mut seen_prefixes = std::collections::HashSet::new();
     for r in &snap.resources {
-        // A cluster-scoped owner may own objects anywhere; a namespaced one only in its namespace.
-        let prefix = match (&ns, r.namespaced) {
+        let prefix = match (ns, r.namespaced) {
             (Some(ns), true) => format!("{}{ns}/", r.key_prefix()),
             (Some(_), false) => continue,
             (None, _) => r.key_prefix(),
@@ -41,23 +85,16 @@ async fn dependents(reg: &Registry, owner: &Value) -> Vec<(Resource, Value)> {
         };
         for kv in &page.kvs {
             // Cheap pre-check before parsing.
-            if !contains(&kv.value, uid.as_bytes()) {
+            if memchr::memmem::find(&kv.value, uid.as_bytes()).is_none() {
                 continue;
             }
             let Ok(obj) = crate::registry::decode(r, kv) else { continue };
-            let owned = obj["metadata"]["ownerReferences"]
-                .as_array()
-                .is_some_and(|refs| refs.iter().any(|o| o["uid"].as_str() == Some(uid)));
-            if owned {
+            if names_owner(&obj, uid) {
                 out.push((r.clone(), obj));
             }
         }
     }
     out
-}
-
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
 }
 
 /// Read-modify-write of one object through the registry, retried on conflicts.

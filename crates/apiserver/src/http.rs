@@ -41,6 +41,8 @@ pub struct AppState {
     pub agent_token: String,
     /// The cluster CA as the `kube-apiserver-client` CSR signer, when its key is readable.
     pub signer: Option<Arc<crate::certificates::Signer>>,
+    /// How many requests of each priority class are served at once.
+    pub limits: Arc<crate::priority::Limits>,
 }
 
 /// The router of the whole API.
@@ -58,6 +60,11 @@ pub fn router(state: AppState) -> Router {
         .route("/api/{*rest}", any(resource))
         .route("/apis/{*rest}", any(resource))
         .fallback(not_found)
+        // Inside authentication: a request without credentials is refused before it queues.
+        .layer(axum::middleware::from_fn_with_state(
+            state.limits.clone(),
+            crate::priority::middleware,
+        ))
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::middleware))
         .with_state(state)
 }

@@ -28,11 +28,14 @@ pub mod error;
 mod gc;
 pub mod hooks;
 pub mod http;
+pub mod local;
 mod metrics;
 pub mod object;
 pub mod openapi;
+mod owners;
 pub mod pki;
 pub mod policy;
+pub mod priority;
 pub mod registry;
 pub mod request;
 mod reviews;
@@ -60,6 +63,8 @@ pub struct Config {
     pub addr: SocketAddr,
     /// Extra names or addresses for the serving certificate.
     pub hosts: Vec<String>,
+    /// Requests served at once in each limited priority class ([`priority`]).
+    pub max_inflight: usize,
 }
 
 /// Errors starting the server.
@@ -95,11 +100,19 @@ pub struct Running {
     pub kubeconfig: PathBuf,
     /// The registry (for in-process clients).
     pub registry: Registry,
+    router: axum::Router,
+    admin: auth::User,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl Running {
+    /// A transport for API clients in this process, with the admin identity: the same API as
+    /// over TLS, without the socket (`kube::Client::new(running.local_transport(), "default")`).
+    pub fn local_transport(&self) -> local::LocalTransport {
+        local::LocalTransport::new(self.router.clone(), self.admin.clone())
+    }
+
     /// Stop accepting, let open requests finish briefly, and return.
     pub async fn shutdown(mut self) {
         if let Some(tx) = self.shutdown.take() {
@@ -135,17 +148,18 @@ pub async fn start(config: Config, store: Arc<dyn Store>) -> Result<Running, Sta
     let admin = auth::User { name: "kumo-admin".into(), groups: vec!["system:masters".into()] };
     let state = http::AppState {
         registry: registry.clone(),
-        auth: Arc::new(auth::Authenticator::new([(pki.admin_token.clone(), admin)])),
+        auth: Arc::new(auth::Authenticator::new([(pki.admin_token.clone(), admin.clone())])),
         address: addr.to_string(),
         agent_token: pki.admin_token.clone(),
         signer: certificates::Signer::from_pki(&pki).map(Arc::new),
+        limits: Arc::new(priority::Limits::new(config.max_inflight)),
     };
     let router = http::router(state);
     let (tx, rx) = tokio::sync::oneshot::channel();
-    let task = tokio::spawn(server::serve(listener, tls, router, async move {
+    let task = tokio::spawn(server::serve(listener, tls, router.clone(), async move {
         let _ = rx.await;
     }));
-    Ok(Running { addr, pki, kubeconfig, registry, shutdown: Some(tx), task })
+    Ok(Running { addr, pki, kubeconfig, registry, router, admin, shutdown: Some(tx), task })
 }
 
 /// The objects a cluster has from the start: the built-in CRDs, the namespaces, the priority

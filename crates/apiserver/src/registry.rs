@@ -134,6 +134,8 @@ pub struct Registry {
     pub triggers: Arc<crate::bootstrap::Triggers>,
     /// Watch event lines rendered once for every plain watcher.
     pub rendered: Arc<crate::watch::rendered::RenderedEvents>,
+    /// Which objects name which owner (the garbage collector's lookups).
+    pub owners: Arc<crate::owners::OwnerIndex>,
 }
 
 const MAX_RETRIES: usize = 16;
@@ -141,7 +143,13 @@ const MAX_RETRIES: usize = 16;
 impl Registry {
     /// A registry over `store`.
     pub fn new(store: Arc<dyn Store>, catalog: Catalog) -> Self {
-        Registry { store, catalog, triggers: Default::default(), rendered: Arc::default() }
+        Registry {
+            store,
+            catalog,
+            triggers: Default::default(),
+            rendered: Arc::default(),
+            owners: Arc::default(),
+        }
     }
 
     /// Read one object.

@@ -145,6 +145,7 @@ async fn cluster() -> Cluster {
         data_dir: dir.path().to_path_buf(),
         addr: "127.0.0.1:0".parse().expect("addr"),
         hosts: vec![],
+        max_inflight: kumo_apiserver::priority::DEFAULT_MAX_INFLIGHT,
     };
     let store: Arc<dyn kumo_store::Store> = Arc::new(kumo_store::MemStore::new());
     let server = kumo_apiserver::start(config, store).await.expect("start");

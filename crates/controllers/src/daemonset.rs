@@ -10,6 +10,7 @@
 //! `maxSurge`, ControllerRevision objects, `minReadySeconds`.
 
 use crate::claim;
+use crate::pod_index::SharedPods;
 use crate::pods;
 use crate::selector;
 use futures::StreamExt;
@@ -145,12 +146,16 @@ pub fn plan(
 }
 
 /// Run the DaemonSet controller until `shutdown` completes.
-pub async fn run(client: Client, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
+pub async fn run(
+    client: Client,
+    shared: SharedPods,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
     let controller =
         Controller::new(Api::<DaemonSet>::all(client.clone()), watcher::Config::default());
     let sets = controller.store();
     controller
-        .owns(Api::<Pod>::all(client.clone()), watcher::Config::default())
+        .owns_shared_stream(shared.subscribe())
         // Any node change may change where the sets' pods belong.
         .watches(Api::<Node>::all(client.clone()), watcher::Config::default(), move |_node| {
             sets.state().iter().map(|s| ObjectRef::from_obj(s.as_ref())).collect::<Vec<_>>()

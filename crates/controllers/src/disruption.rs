@@ -3,6 +3,7 @@
 //! `kumo_api::disruption`, which the API server's eviction subresource shares.
 //! <https://kubernetes.io/docs/concepts/workloads/pods/disruptions/>
 
+use crate::pod_index::SharedPods;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
@@ -34,7 +35,11 @@ pub enum Error {
 }
 
 /// Run the disruption controller until `shutdown` completes.
-pub async fn run(client: Client, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
+pub async fn run(
+    client: Client,
+    shared: SharedPods,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
     let controller = Controller::new(
         Api::<PodDisruptionBudget>::all(client.clone()),
         watcher::Config::default(),
@@ -42,7 +47,7 @@ pub async fn run(client: Client, shutdown: impl Future<Output = ()> + Send + Syn
     let budgets = controller.store();
     controller
         // A pod change may change any budget of its namespace.
-        .watches(Api::<Pod>::all(client.clone()), watcher::Config::default(), move |pod| {
+        .watches_shared_stream(shared.subscribe(), move |pod| {
             let ns = pod.metadata.namespace.clone();
             budgets
                 .state()

@@ -18,6 +18,7 @@
 
 pub mod compute;
 
+use crate::pod_index::SharedPods;
 use crate::selector::Labels;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Endpoints, Pod, Service};
@@ -25,8 +26,8 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{watcher, WatchStreamExt};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
 use kube::Client;
 use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
@@ -116,11 +117,12 @@ fn services_of(
 }
 
 /// Run the endpoints controller until `shutdown` completes.
-pub async fn run(client: Client, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
-    let (pods, writer) = reflector::store::<Pod>();
-    let pod_events = reflector::reflector(writer, crate::pod_watcher(&client))
-        .default_backoff()
-        .touched_objects();
+pub async fn run(
+    client: Client,
+    shared: SharedPods,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
+    let (pods, pod_events) = (shared.store.clone(), shared.subscribe());
     let controller =
         Controller::new(Api::<Service>::all(client.clone()), watcher::Config::default());
     let services = controller.store();
@@ -129,7 +131,7 @@ pub async fn run(client: Client, shutdown: impl Future<Output = ()> + Send + Syn
     controller
         .owns(Api::<EndpointSlice>::all(client.clone()), watcher::Config::default())
         .owns(Api::<Endpoints>::all(client), watcher::Config::default())
-        .watches_stream(pod_events, move |pod| services_of(&pod, &services, &published))
+        .watches_shared_stream(pod_events, move |pod| services_of(&pod, &services, &published))
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
         .for_each(|res| crate::log_outcome(res, "endpoints reconcile"))

@@ -22,6 +22,7 @@ pub mod plan;
 use crate::claim;
 use crate::expectations::Expectations;
 use crate::pod_index::PodIndex;
+use crate::pod_index::SharedPods;
 use crate::pods;
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
@@ -171,12 +172,17 @@ fn owners_of(pod: &Pod) -> Vec<ObjectRef<Job>> {
 }
 
 /// Run the Job controller until `shutdown` completes.
-pub async fn run(client: Client, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
-    let (pods, index, pod_events) = crate::pod_index::watch_pods(&client);
+pub async fn run(
+    client: Client,
+    shared: SharedPods,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
+    let (pods, index, pod_events) =
+        (shared.store.clone(), shared.index.clone(), shared.subscribe());
     let controller = Controller::new(Api::<Job>::all(client.clone()), watcher::Config::default());
     let ctx = Arc::new(Context { client, pods, expectations: Expectations::default(), index });
     controller
-        .watches_stream(pod_events, |pod| owners_of(&pod))
+        .watches_shared_stream(pod_events, |pod| owners_of(&pod))
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
         .for_each(|res| crate::log_outcome(res, "job reconcile"))

@@ -121,19 +121,23 @@ pub async fn run_with(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
     let shutdown = shutdown.shared();
+    let pods = pod_index::SharedPods::default();
+    // `join!` polls in order: every controller subscribes to the shared pods on its first poll,
+    // before the watch that feeds them (last) starts.
     tokio::join!(
-        replicaset::run(client.clone(), shutdown.clone()),
-        replicationcontroller::run(client.clone(), shutdown.clone()),
-        resourcequota::run(client.clone(), shutdown.clone()),
-        endpoints::run(client.clone(), shutdown.clone()),
-        nodelifecycle::run(client.clone(), config.node_lifecycle, shutdown.clone()),
-        statefulset::run(client.clone(), shutdown.clone()),
-        daemonset::run(client.clone(), shutdown.clone()),
-        disruption::run(client.clone(), shutdown.clone()),
-        job::run(client.clone(), shutdown.clone()),
+        replicaset::run(client.clone(), pods.clone(), shutdown.clone()),
+        replicationcontroller::run(client.clone(), pods.clone(), shutdown.clone()),
+        resourcequota::run(client.clone(), pods.clone(), shutdown.clone()),
+        endpoints::run(client.clone(), pods.clone(), shutdown.clone()),
+        nodelifecycle::run(client.clone(), pods.clone(), config.node_lifecycle, shutdown.clone()),
+        statefulset::run(client.clone(), pods.clone(), shutdown.clone()),
+        daemonset::run(client.clone(), pods.clone(), shutdown.clone()),
+        disruption::run(client.clone(), pods.clone(), shutdown.clone()),
+        job::run(client.clone(), pods.clone(), shutdown.clone()),
         cronjob::run(client.clone(), shutdown.clone()),
-        persistentvolume::run(client.clone(), shutdown.clone()),
-        deployment::run(client, shutdown),
+        persistentvolume::run(client.clone(), pods.clone(), shutdown.clone()),
+        deployment::run(client.clone(), shutdown.clone()),
+        pods.run(client, shutdown),
     );
 }
 

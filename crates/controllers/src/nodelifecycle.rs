@@ -14,6 +14,7 @@
 
 pub mod plan;
 
+use crate::pod_index::SharedPods;
 use futures::StreamExt;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod};
@@ -92,6 +93,7 @@ pub enum Error {
 /// Run the node lifecycle controller until `shutdown` completes.
 pub async fn run(
     client: Client,
+    shared: SharedPods,
     config: NodeLifecycleConfig,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
@@ -102,16 +104,13 @@ pub async fn run(
     )
     .default_backoff()
     .touched_objects();
-    let (pods, pod_writer) = reflector::store::<Pod>();
-    let pod_events = reflector::reflector(pod_writer, crate::pod_watcher(&client))
-        .default_backoff()
-        .touched_objects();
+    let (pods, pod_events) = (shared.store.clone(), shared.subscribe());
     let ctx = Arc::new(Context { client: client.clone(), leases, pods, config });
     Controller::new(Api::<Node>::all(client), watcher::Config::default())
         .watches_stream(lease_events, |lease| {
             lease.metadata.name.as_ref().map(|n| ObjectRef::<Node>::new(n))
         })
-        .watches_stream(pod_events, |pod| {
+        .watches_shared_stream(pod_events, |pod| {
             pod.spec
                 .as_ref()
                 .and_then(|s| s.node_name.as_ref())

@@ -23,6 +23,7 @@
 pub mod events;
 pub mod plan;
 
+use crate::pod_index::SharedPods;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Pod};
 use k8s_openapi::api::storage::v1::StorageClass;
@@ -58,10 +59,13 @@ fn s<'a>(v: &'a Value, pointer: &str) -> &'a str {
 }
 
 /// Run the controller until `shutdown` completes.
-pub async fn run(client: Client, shutdown: impl Future<Output = ()> + Send + 'static) {
+pub async fn run(
+    client: Client,
+    shared: SharedPods,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
     let (claims, w1) = reflector::store();
     let (volumes, w2) = reflector::store();
-    let (pods, w3) = reflector::store();
     let (classes, w4) = reflector::store();
     let cfg = watcher::Config::default;
     let c1 =
@@ -71,7 +75,7 @@ pub async fn run(client: Client, shutdown: impl Future<Output = ()> + Send + 'st
     let c2 = reflector::reflector(w2, watcher(Api::<PersistentVolume>::all(client.clone()), cfg()))
         .default_backoff()
         .map(|_| ());
-    let c3 = reflector::reflector(w3, crate::pod_watcher(&client)).default_backoff().map(|_| ());
+    let (pods, c3) = (shared.store.clone(), shared.subscribe().map(|_| ()));
     let c4 = reflector::reflector(w4, watcher(Api::<StorageClass>::all(client.clone()), cfg()))
         .default_backoff()
         .map(|_| ());

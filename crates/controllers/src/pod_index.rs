@@ -1,6 +1,7 @@
-//! Pods by controller: an index over a pod reflector, fed from the same watch, so a
-//! ReplicaSet or Job reconcile reads the pods it controls plus its namespace's orphans (the
-//! candidates for adoption) instead of every pod in the cluster.
+//! The controllers' shared pod informer ([`SharedPods`]: one watch, one cache, events fanned
+//! out to every controller that follows pods) and pods by controller: an index over that cache,
+//! fed from the same watch, so a ReplicaSet or Job reconcile reads the pods it controls plus
+//! its namespace's orphans (the candidates for adoption) instead of every pod in the cluster.
 //!
 //! Without it each reconcile walked the whole pod cache: at 150,000 pods and thousands of
 //! owners that is O(owners × pods) per round of events (read from the code; not yet measured,
@@ -8,11 +9,13 @@
 //! by controller in the ReplicaSet controller's `controllerUIDIndex`).
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, RwLock};
+use std::future::Future;
+use std::sync::{Arc, Mutex, RwLock};
 
+use futures::channel::mpsc::{unbounded, UnboundedSender};
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::Pod;
-use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::reflector::{self, store::Writer, ObjectRef, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::Client;
 
@@ -78,23 +81,75 @@ pub struct PodIndex {
     relist: Arc<RwLock<Option<Entries>>>,
 }
 
-/// A reflector over every pod with its index fed from the same watch: the store, the index
-/// and the stream of touched pods that a controller's `watches_stream` takes.
-pub fn watch_pods(
-    client: &Client,
-) -> (Store<Pod>, PodIndex, impl Stream<Item = Result<Pod, watcher::Error>> + Send + 'static) {
-    let (pods, writer) = reflector::store::<Pod>();
-    let index = PodIndex::default();
-    let observed = index.clone();
-    let events = reflector::reflector(writer, crate::pod_watcher(client))
-        .inspect(move |event| {
-            if let Ok(event) = event {
-                observed.observe(event);
-            }
-        })
-        .default_backoff()
-        .touched_objects();
-    (pods, index, events)
+/// The one watch of every pod that all controllers share: one decode and one cache per pod
+/// event instead of one per controller (a dozen, before; each kept its own copy of every pod).
+/// Controllers read [`SharedPods::store`] and [`SharedPods::index`], and take their reconcile
+/// triggers from [`SharedPods::subscribe`]; [`SharedPods::run`] drives the watch.
+#[derive(Clone)]
+pub struct SharedPods {
+    /// Every pod in the cluster, without `managedFields`.
+    pub store: Store<Pod>,
+    /// The same pods by controller.
+    pub index: PodIndex,
+    writer: Arc<Mutex<Option<Writer<Pod>>>>,
+    subscribers: Arc<Mutex<Vec<UnboundedSender<Arc<Pod>>>>>,
+}
+
+impl Default for SharedPods {
+    fn default() -> Self {
+        let (store, writer) = reflector::store::<Pod>();
+        SharedPods {
+            store,
+            index: PodIndex::default(),
+            writer: Arc::new(Mutex::new(Some(writer))),
+            subscribers: Arc::default(),
+        }
+    }
+}
+
+impl SharedPods {
+    /// Every pod the watch touches (applied, listed again or deleted), after the store and the
+    /// index show the change. Subscribe before [`SharedPods::run`] starts to see the first list.
+    pub fn subscribe(&self) -> impl Stream<Item = Arc<Pod>> + Send + 'static {
+        let (tx, rx) = unbounded();
+        if let Ok(mut subs) = self.subscribers.lock() {
+            subs.push(tx);
+        }
+        rx
+    }
+
+    /// Watch every pod until `shutdown` completes (once; a second call returns at once).
+    pub async fn run(&self, client: Client, shutdown: impl Future<Output = ()> + Send + 'static) {
+        let Some(writer) = self.writer.lock().ok().and_then(|mut w| w.take()) else { return };
+        let index = self.index.clone();
+        let store = self.store.clone();
+        let subscribers = self.subscribers.clone();
+        let feed = reflector::reflector(writer, crate::pod_watcher(&client))
+            .default_backoff()
+            .for_each(move |event| {
+                let Ok(event) = event else { return futures::future::ready(()) };
+                index.observe(&event);
+                let touched = match event {
+                    // The store holds the applied pod already: hand out its Arc, not a copy.
+                    watcher::Event::Apply(pod) | watcher::Event::InitApply(pod) => {
+                        store.get(&ObjectRef::from_obj(&pod)).unwrap_or_else(|| Arc::new(pod))
+                    }
+                    watcher::Event::Delete(pod) => Arc::new(pod),
+                    watcher::Event::Init | watcher::Event::InitDone => {
+                        return futures::future::ready(())
+                    }
+                };
+                if let Ok(mut subs) = subscribers.lock() {
+                    // A controller that stopped has dropped its receiver.
+                    subs.retain(|tx| tx.unbounded_send(touched.clone()).is_ok());
+                }
+                futures::future::ready(())
+            });
+        tokio::select! {
+            _ = feed => {}
+            _ = shutdown => {}
+        }
+    }
 }
 
 impl PodIndex {

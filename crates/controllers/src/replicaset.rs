@@ -13,6 +13,7 @@ pub mod status;
 use crate::claim;
 use crate::expectations::Expectations;
 use crate::pod_index::PodIndex;
+use crate::pod_index::SharedPods;
 use crate::pods;
 use crate::selector;
 use futures::StreamExt;
@@ -157,14 +158,19 @@ pub(crate) fn owner_names<'a, S: 'a>(
 }
 
 /// Run the ReplicaSet controller until `shutdown` completes.
-pub async fn run(client: Client, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
-    let (pods, index, pod_events) = crate::pod_index::watch_pods(&client);
+pub async fn run(
+    client: Client,
+    shared: SharedPods,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
+    let (pods, index, pod_events) =
+        (shared.store.clone(), shared.index.clone(), shared.subscribe());
     let controller =
         Controller::new(Api::<ReplicaSet>::all(client.clone()), watcher::Config::default());
     let sets = controller.store();
     let ctx = Arc::new(Context { client, pods, expectations: Expectations::default(), index });
     controller
-        .watches_stream(pod_events, move |pod| owners_of(&pod, &sets))
+        .watches_shared_stream(pod_events, move |pod| owners_of(&pod, &sets))
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
         .for_each(|res| crate::log_outcome(res, "replicaset reconcile"))

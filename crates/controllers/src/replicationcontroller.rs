@@ -8,6 +8,7 @@
 //! [`as_replica_set`] converts the RC, [`crate::replicaset::sync`] claims, creates and deletes
 //! pods, and [`rc_status`] converts the computed status back for the RC's status subresource.
 
+use crate::pod_index::SharedPods;
 use crate::replicaset::{self, key_of, Context, Error, OwnerKind};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetSpec, ReplicaSetStatus};
@@ -106,8 +107,13 @@ fn owners_of(
 }
 
 /// Run the ReplicationController controller until `shutdown` completes.
-pub async fn run(client: Client, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
-    let (pods, index, pod_events) = crate::pod_index::watch_pods(&client);
+pub async fn run(
+    client: Client,
+    shared: SharedPods,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
+    let (pods, index, pod_events) =
+        (shared.store.clone(), shared.index.clone(), shared.subscribe());
     let controller = Controller::new(
         Api::<ReplicationController>::all(client.clone()),
         watcher::Config::default(),
@@ -115,7 +121,7 @@ pub async fn run(client: Client, shutdown: impl Future<Output = ()> + Send + Syn
     let rcs = controller.store();
     let ctx = Arc::new(Context { client, pods, expectations: Default::default(), index });
     controller
-        .watches_stream(pod_events, move |pod| owners_of(&pod, &rcs))
+        .watches_shared_stream(pod_events, move |pod| owners_of(&pod, &rcs))
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
         .for_each(|res| crate::log_outcome(res, "replicationcontroller reconcile"))

@@ -11,9 +11,10 @@
 //! resourceVersion, so a charge made by admission in between is never overwritten: the write
 //! fails with a conflict and the quota is recomputed.
 
+use crate::pod_index::SharedPods;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{
-    ConfigMap, PersistentVolumeClaim, Pod, ReplicationController, ResourceQuota, Secret, Service,
+    ConfigMap, PersistentVolumeClaim, ReplicationController, ResourceQuota, Secret, Service,
 };
 use kube::api::{Api, ApiResource, DynamicObject, ListParams, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
@@ -56,7 +57,11 @@ fn quotas_in(quotas: &Store<ResourceQuota>, ns: Option<&String>) -> Vec<ObjectRe
 }
 
 /// Run the quota controller until `shutdown` completes.
-pub async fn run(client: Client, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
+pub async fn run(
+    client: Client,
+    shared: SharedPods,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
     let controller =
         Controller::new(Api::<ResourceQuota>::all(client.clone()), watcher::Config::default());
     let store = controller.store();
@@ -64,7 +69,7 @@ pub async fn run(client: Client, shutdown: impl Future<Output = ()> + Send + Syn
         (store.clone(), store.clone(), store.clone(), store.clone(), store.clone(), store);
     let cfg = watcher::Config::default;
     controller
-        .watches(Api::<Pod>::all(client.clone()), cfg(), move |o| {
+        .watches_shared_stream(shared.subscribe(), move |o| {
             quotas_in(&s1, o.metadata.namespace.as_ref())
         })
         .watches(Api::<Service>::all(client.clone()), cfg(), move |o| {

@@ -16,6 +16,7 @@
 pub mod retention;
 
 use crate::claim;
+use crate::pod_index::SharedPods;
 use crate::pods;
 use crate::selector;
 use futures::StreamExt;
@@ -160,9 +161,13 @@ pub fn pod_for(set: &StatefulSet, ordinal: i32, revision: &str) -> Result<Pod, s
 }
 
 /// Run the StatefulSet controller until `shutdown` completes.
-pub async fn run(client: Client, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
+pub async fn run(
+    client: Client,
+    shared: SharedPods,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
     Controller::new(Api::<StatefulSet>::all(client.clone()), watcher::Config::default())
-        .owns(Api::<Pod>::all(client.clone()), watcher::Config::default())
+        .owns_shared_stream(shared.subscribe())
         .graceful_shutdown_on(shutdown)
         .run(
             reconcile,

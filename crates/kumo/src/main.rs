@@ -192,6 +192,10 @@ struct UpArgs {
     /// The embedded store's page cache, in MiB.
     #[arg(long, default_value_t = 64)]
     store_cache_mb: usize,
+    /// Requests the API server serves at once, per priority class (node heartbeats have a
+    /// pool of their own; watches are not counted); the rest wait their turn.
+    #[arg(long, default_value_t = kumo_apiserver::priority::DEFAULT_MAX_INFLIGHT)]
+    max_requests_inflight: usize,
     /// Run no node agent (a control plane only; nodes join with `kumo agent`).
     #[arg(long)]
     no_agent: bool,
@@ -262,11 +266,14 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         data_dir: data_dir.clone(),
         addr: args.api_addr,
         hosts: args.tls_san,
+        max_inflight: args.max_requests_inflight,
     };
     let server = kumo_apiserver::start(config, store.clone()).await?;
     let kubeconfig = server.kubeconfig.display().to_string();
-    // The controllers and the scheduler are API clients like any other, over loopback TLS
-    // with the admin identity.
+    // The controllers, the scheduler, DNS, the proxy and the agent are API clients like any
+    // other, with the admin identity; being in this process, they reach the router without a
+    // socket (docs/adr/0015).
+    let local = kube::Client::new(server.local_transport(), "default");
     let controllers = kumo_controllers::Config {
         node_lifecycle: kumo_controllers::nodelifecycle::NodeLifecycleConfig {
             grace: std::time::Duration::from_secs(args.node_monitor_grace_period),
@@ -280,8 +287,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cluster DNS on {}", args.dns_addr))?;
     let dns_addr = dns.local_addr();
-    let (stop_clients, mut clients) =
-        start_clients(&server.kubeconfig, profiles, controllers, dns).await?;
+    let (stop_clients, mut clients) = start_clients(local.clone(), profiles, controllers, dns);
     let node_ip = args.node.node_ip.unwrap_or(server.addr.ip());
     let services = !args.no_agent && !args.node.no_proxy;
     let mut gateway_addr = None;
@@ -304,15 +310,14 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
             access_log: (!args.node.no_access_log)
                 .then(|| data_dir.join("proxy").join("access.log")),
         };
-        let client = client_from(&server.kubeconfig).await?;
         let (task, gw, metrics) =
-            start_proxy(plan, node_ip, client, stop_clients.subscribe()).await?;
+            start_proxy(plan, node_ip, local.clone(), stop_clients.subscribe()).await?;
         clients.push(task);
         gateway_addr = gw;
         metrics_addr = Some(metrics);
     }
     if !args.no_agent {
-        let client = client_from(&server.kubeconfig).await?;
+        let client = local.clone();
         let config =
             agent_config(&args.node, &data_dir.join("agent"), node_ip, &server.pki.admin_token)
                 .await?;
@@ -480,15 +485,12 @@ async fn agent(args: AgentArgs) -> anyhow::Result<()> {
     result
 }
 
-async fn start_clients(
-    kubeconfig: &std::path::Path,
+fn start_clients(
+    client: kube::Client,
     profiles: Vec<kumo_scheduler::profile::Profile>,
     controllers: kumo_controllers::Config,
     dns: kumo_dns::Server,
-) -> anyhow::Result<(tokio::sync::watch::Sender<bool>, Vec<tokio::task::JoinHandle<()>>)> {
-    let kc = kube::config::Kubeconfig::read_from(kubeconfig)?;
-    let config = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?;
-    let client = kube::Client::try_from(config)?;
+) -> (tokio::sync::watch::Sender<bool>, Vec<tokio::task::JoinHandle<()>>) {
     let (tx, rx) = tokio::sync::watch::channel(false);
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
@@ -499,7 +501,7 @@ async fn start_clients(
         tokio::spawn(kumo_scheduler::runner::run(client.clone(), profiles, stopped(rx.clone())));
     // Cluster DNS is one more API client: it watches Services and EndpointSlices.
     let dns = tokio::spawn(dns.run(client, stopped(rx)));
-    Ok((tx, vec![controllers, scheduler, dns]))
+    (tx, vec![controllers, scheduler, dns])
 }
 
 async fn wait_for_signal() {
