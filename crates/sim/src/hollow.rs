@@ -166,6 +166,9 @@ pub struct Stats {
     pub deleted: AtomicU64,
     /// Lease renewals sent.
     pub renewals: AtomicU64,
+    /// The longest a renewal took, from its turn to the server's answer, in milliseconds (a
+    /// node looks dead once this nears the grace period).
+    pub renewal_max_ms: AtomicU64,
     /// Requests that failed.
     pub errors: AtomicU64,
 }

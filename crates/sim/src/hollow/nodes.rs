@@ -204,6 +204,7 @@ pub async fn renew_leases(client: kube::Client, fleet: Arc<Fleet>) {
             if !fleet.nodes[i].alive.load(Ordering::Relaxed) {
                 continue;
             }
+            let turn = std::time::Instant::now();
             let Ok(permit) = fleet.node_pool.clone().acquire_owned().await else { return };
             let client = client.clone();
             let fleet = fleet.clone();
@@ -213,6 +214,8 @@ pub async fn renew_leases(client: kube::Client, fleet: Arc<Fleet>) {
                     fleet.stats.errors.fetch_add(1, Ordering::Relaxed);
                     tracing::debug!(node = %node.name, error = %e, "lease renewal failed");
                 }
+                let took = turn.elapsed().as_millis() as u64;
+                fleet.stats.renewal_max_ms.fetch_max(took, Ordering::Relaxed);
                 fleet.stats.renewals.fetch_add(1, Ordering::Relaxed);
                 drop(permit);
             });
