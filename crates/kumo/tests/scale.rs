@@ -1,5 +1,5 @@
 //! Scale, correctness only: 500 hollow nodes (`kumo-sim`, in this process) and a seeded
-//! trace-shaped workload of 1,000 pods (Deployments and Jobs, three priority classes) arriving
+//! trace-shaped workload of 3,000 pods (Deployments and Jobs, three priority classes) arriving
 //! over 30 s against
 //! a real `kumo up`. Every pod must be bound exactly once — its node never changes once set,
 //! and the scheduler reports one `Scheduled` event for it — and start; no node may hold more
@@ -7,10 +7,10 @@
 //! test's: the time limit is only there so a hang fails.
 //!
 //! A test binary of its own, so it runs alone rather than beside the end-to-end tests: it
-//! loads both cores with the debug build of the control plane. 1,000 pods arriving over 30 s
-//! rather than the 5,000 at once of a release run (`bench/scale --nodes 500 --pods-per-node
-//! 10`): on two cores the debug build fell behind by more than a minute at 2,000 pods at once
-//! (docs/adr/0014).
+//! loads both cores with the debug build of the control plane. 3,000 pods arriving over 30 s
+//! take about 80 s here; the example of 5,000 did not finish within five and a half
+//! minutes with the debug build on two cores (not diagnosed; docs/adr/0015), so the release
+//! benchmark checks the same invariants at the larger sizes (`bench/scale`).
 #![allow(clippy::unwrap_used)]
 
 #[path = "e2e/harness.rs"]
@@ -30,7 +30,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const NODES: usize = 500;
-const PODS: usize = 1_000;
+const PODS: usize = 3_000;
 const NODE_CPU_MILLIS: i64 = 32_000;
 const NODE_MEMORY_MIB: i64 = 128 * 1024;
 const MAX_PODS: usize = 110;
@@ -64,7 +64,7 @@ fn requests(pod: &Pod) -> (i64, i64) {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_thousand_pods_on_500_hollow_nodes_bound_once_and_never_overcommitted() {
+async fn three_thousand_pods_on_500_hollow_nodes_bound_once_and_never_overcommitted() {
     let c = Cluster::start();
     let kubeconfig = kube::config::Kubeconfig::read_from(&c.kubeconfig).unwrap();
     let config =
