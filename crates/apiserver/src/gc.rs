@@ -29,8 +29,6 @@ async fn dependents(reg: &Registry, owner: &Value) -> Vec<(Resource, Value)> {
     };
     let ns = object::namespace(owner).map(str::to_string);
     let snap = reg.catalog.snapshot();
-    // A cluster-scoped owner may own objects anywhere; a namespaced one only in its namespace.
-    let in_scope = |r: &Resource| ns.is_none() || r.namespaced;
     let Some(keys) = reg.owners.dependents(&reg.store, uid, INDEX_PATIENCE).await else {
         return scan(reg, &snap, uid, ns.as_deref()).await;
     };
@@ -39,13 +37,13 @@ async fn dependents(reg: &Registry, owner: &Value) -> Vec<(Resource, Value)> {
         let Some(r) = snap.resources.iter().find(|r| key.starts_with(&r.key_prefix())) else {
             continue;
         };
-        if !in_scope(r) {
+        // A cluster-scoped owner may own objects anywhere; a namespaced one only in its namespace.
+        let in_scope = match &ns {
+            None => true,
+            Some(ns) => r.namespaced && key[r.key_prefix().len()..].starts_with(&format!("{ns}/")),
+        };
+        if !in_scope {
             continue;
-        }
-        if let Some(ns) = &ns {
-            if !key[r.key_prefix().len()..].starts_with(&format!("{ns}/")) {
-                continue;
-            }
         }
         let Ok(Some(kv)) = reg.store.get(&key).await else { continue };
         let Ok(obj) = crate::registry::decode(r, &kv) else { continue };

@@ -122,16 +122,21 @@ pub async fn run(
     shared: SharedPods,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let (pods, pod_events) = (shared.store.clone(), shared.subscribe());
     let controller =
         Controller::new(Api::<Service>::all(client.clone()), watcher::Config::default());
     let services = controller.store();
     let published: Published = Arc::default();
-    let ctx = Arc::new(Context { client: client.clone(), pods, published: published.clone() });
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        pods: shared.store.clone(),
+        published: published.clone(),
+    });
     controller
         .owns(Api::<EndpointSlice>::all(client.clone()), watcher::Config::default())
         .owns(Api::<Endpoints>::all(client), watcher::Config::default())
-        .watches_shared_stream(pod_events, move |pod| services_of(&pod, &services, &published))
+        .watches_shared_stream(shared.subscribe(), move |pod| {
+            services_of(&pod, &services, &published)
+        })
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
         .for_each(|res| crate::log_outcome(res, "endpoints reconcile"))

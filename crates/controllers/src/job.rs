@@ -177,12 +177,15 @@ pub async fn run(
     shared: SharedPods,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let (pods, index, pod_events) =
-        (shared.store.clone(), shared.index.clone(), shared.subscribe());
     let controller = Controller::new(Api::<Job>::all(client.clone()), watcher::Config::default());
-    let ctx = Arc::new(Context { client, pods, expectations: Expectations::default(), index });
+    let ctx = Arc::new(Context {
+        client,
+        pods: shared.store.clone(),
+        expectations: Expectations::default(),
+        index: shared.index.clone(),
+    });
     controller
-        .watches_shared_stream(pod_events, |pod| owners_of(&pod))
+        .watches_shared_stream(shared.subscribe(), |pod| owners_of(&pod))
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
         .for_each(|res| crate::log_outcome(res, "job reconcile"))

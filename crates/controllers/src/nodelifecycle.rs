@@ -104,13 +104,13 @@ pub async fn run(
     )
     .default_backoff()
     .touched_objects();
-    let (pods, pod_events) = (shared.store.clone(), shared.subscribe());
-    let ctx = Arc::new(Context { client: client.clone(), leases, pods, config });
+    let ctx =
+        Arc::new(Context { client: client.clone(), leases, pods: shared.store.clone(), config });
     Controller::new(Api::<Node>::all(client), watcher::Config::default())
         .watches_stream(lease_events, |lease| {
             lease.metadata.name.as_ref().map(|n| ObjectRef::<Node>::new(n))
         })
-        .watches_shared_stream(pod_events, |pod| {
+        .watches_shared_stream(shared.subscribe(), |pod| {
             pod.spec
                 .as_ref()
                 .and_then(|s| s.node_name.as_ref())

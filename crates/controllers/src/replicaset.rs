@@ -163,14 +163,17 @@ pub async fn run(
     shared: SharedPods,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let (pods, index, pod_events) =
-        (shared.store.clone(), shared.index.clone(), shared.subscribe());
     let controller =
         Controller::new(Api::<ReplicaSet>::all(client.clone()), watcher::Config::default());
     let sets = controller.store();
-    let ctx = Arc::new(Context { client, pods, expectations: Expectations::default(), index });
+    let ctx = Arc::new(Context {
+        client,
+        pods: shared.store.clone(),
+        expectations: Expectations::default(),
+        index: shared.index.clone(),
+    });
     controller
-        .watches_shared_stream(pod_events, move |pod| owners_of(&pod, &sets))
+        .watches_shared_stream(shared.subscribe(), move |pod| owners_of(&pod, &sets))
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
         .for_each(|res| crate::log_outcome(res, "replicaset reconcile"))

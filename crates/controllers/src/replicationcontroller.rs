@@ -112,16 +112,19 @@ pub async fn run(
     shared: SharedPods,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let (pods, index, pod_events) =
-        (shared.store.clone(), shared.index.clone(), shared.subscribe());
     let controller = Controller::new(
         Api::<ReplicationController>::all(client.clone()),
         watcher::Config::default(),
     );
     let rcs = controller.store();
-    let ctx = Arc::new(Context { client, pods, expectations: Default::default(), index });
+    let ctx = Arc::new(Context {
+        client,
+        pods: shared.store.clone(),
+        expectations: Default::default(),
+        index: shared.index.clone(),
+    });
     controller
-        .watches_shared_stream(pod_events, move |pod| owners_of(&pod, &rcs))
+        .watches_shared_stream(shared.subscribe(), move |pod| owners_of(&pod, &rcs))
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
         .for_each(|res| crate::log_outcome(res, "replicationcontroller reconcile"))
