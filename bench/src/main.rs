@@ -63,7 +63,19 @@ fn start(dir: &Path) -> Result<(Kumo, Duration)> {
 fn start_with(dir: &Path, extra: &[&str]) -> Result<(Kumo, Duration)> {
     let t0 = Instant::now();
     let data = dir.join("data");
-    let mut child = Command::new(kumo_binary()?)
+    // KUMO_BENCH_WRAP runs kumo under a profiler, e.g. `heaptrack -o /tmp/kumo` (the CPU and
+    // memory figures are then the wrapper's, not kumo's).
+    let wrap = std::env::var("KUMO_BENCH_WRAP").unwrap_or_default();
+    let mut wrap = wrap.split_whitespace();
+    let mut child = match wrap.next() {
+        Some(program) => {
+            let mut c = Command::new(program);
+            c.args(wrap).arg(kumo_binary()?);
+            c
+        }
+        None => Command::new(kumo_binary()?),
+    };
+    let mut child = child
         .args(["up", "--data-dir"])
         .arg(&data)
         .args(["--api-addr", "127.0.0.1:0", "--gateway-addr", "127.0.0.1:0"])

@@ -5,7 +5,8 @@
 //! nodes for scale tests.
 
 /// mimalloc: the proxy allocates per request, and glibc malloc was a fifth of its CPU time
-/// (ADR 0008).
+/// (ADR 0008). The `system-allocator` feature leaves it out for heap profiling.
+#[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
