@@ -73,6 +73,17 @@ pub struct ListOptions {
     pub continue_token: Option<String>,
 }
 
+/// What a list read besides its items.
+#[derive(Debug)]
+pub struct ListMeta {
+    /// The revision the list reflects.
+    pub revision: i64,
+    /// Token for the next page.
+    pub continue_token: Option<String>,
+    /// Items left after this page, when known.
+    pub remaining: Option<u64>,
+}
+
 /// One page of a list.
 #[derive(Debug)]
 pub struct ListPage {
@@ -168,6 +179,31 @@ impl Registry {
         ns: Option<&str>,
         opts: &ListOptions,
     ) -> ApiResult<ListPage> {
+        let mut items = Vec::new();
+        let meta = self
+            .list_each(r, ns, opts, |obj| {
+                items.push(obj);
+                Ok(())
+            })
+            .await?;
+        Ok(ListPage {
+            items,
+            revision: meta.revision,
+            continue_token: meta.continue_token,
+            remaining: meta.remaining,
+        })
+    }
+
+    /// List objects, handing each match to `each` as it is decoded, so a caller that encodes
+    /// them (the list endpoint) never holds the whole list as decoded objects: at 9,000 pods
+    /// those trees were most of the control plane's peak memory.
+    pub async fn list_each(
+        &self,
+        r: &Resource,
+        ns: Option<&str>,
+        opts: &ListOptions,
+        mut each: impl FnMut(Value) -> ApiResult<()> + Send,
+    ) -> ApiResult<ListMeta> {
         let prefix = match ns {
             Some(ns) if r.namespaced => format!("{}{ns}/", r.key_prefix()),
             _ => r.key_prefix(),
@@ -183,16 +219,16 @@ impl Registry {
             pinned_rev = Some(rev);
         }
         let filtering = !opts.labels.is_empty() || !opts.fields.is_empty();
-        let mut items = Vec::new();
+        let mut count = 0;
         let mut revision;
         loop {
             // Fetch a little more than asked when filtering, to fill the page in few rounds.
             let want = if opts.limit == 0 {
                 0
             } else if filtering {
-                (opts.limit - items.len()).max(256)
+                (opts.limit - count).max(256)
             } else {
-                opts.limit - items.len()
+                opts.limit - count
             };
             let page = self
                 .store
@@ -203,28 +239,31 @@ impl Registry {
                 })
                 .await?;
             revision = pinned_rev.unwrap_or(page.revision);
+            let page_last = page.kvs.last().map(|kv| kv.key.clone());
             let mut last_key = None;
             let mut filled = false;
-            for kv in &page.kvs {
-                last_key = Some(kv.key.clone());
+            // Consumed as it goes: each stored value is freed once its object is handed on.
+            for kv in page.kvs {
                 if !opts.labels.is_empty() {
                     if let Some(labels) = object::peek_labels(&kv.value) {
                         if !opts.labels.matches(labels.as_ref()) {
+                            last_key = Some(kv.key);
                             continue;
                         }
                     }
                 }
-                let obj = decode(r, kv)?;
+                let obj = decode(r, &kv)?;
+                last_key = Some(kv.key);
                 if opts.labels.matches(object::labels(&obj)) && opts.fields.matches(&obj) {
-                    items.push(obj);
+                    each(obj)?;
+                    count += 1;
                 }
-                if opts.limit > 0 && items.len() >= opts.limit {
+                if opts.limit > 0 && count >= opts.limit {
                     filled = true;
                     break;
                 }
             }
-            let more_in_store =
-                page.more || (filled && last_key.as_ref() != page.kvs.last().map(|kv| &kv.key));
+            let more_in_store = page.more || (filled && last_key != page_last);
             if filled || !page.more {
                 let continue_token = if more_in_store {
                     last_key.map(|k| encode_continue(revision, &k))
@@ -233,7 +272,7 @@ impl Registry {
                 };
                 let remaining =
                     if continue_token.is_some() && !filtering { page.remaining } else { None };
-                return Ok(ListPage { items, revision, continue_token, remaining });
+                return Ok(ListMeta { revision, continue_token, remaining });
             }
             start_after = last_key;
         }
