@@ -22,9 +22,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::jiff::tz::TimeZone;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, PropagationPolicy};
-use kube::runtime::controller::{Action, Controller};
+use kube::runtime::controller::Action;
 use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{watcher, WatchStreamExt};
+use kube::runtime::WatchStreamExt;
 use kube::Client;
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
@@ -102,11 +102,10 @@ fn owners_of(job: &Job) -> Vec<ObjectRef<CronJob>> {
 pub async fn run(client: Client, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
     let (jobs, writer) = reflector::store::<Job>();
     let job_events =
-        reflector::reflector(writer, watcher(Api::<Job>::all(client.clone()), Default::default()))
+        reflector::reflector(writer, crate::lean_watcher(Api::<Job>::all(client.clone())))
             .default_backoff()
             .touched_objects();
-    let controller =
-        Controller::new(Api::<CronJob>::all(client.clone()), watcher::Config::default());
+    let controller = crate::lean_controller(Api::<CronJob>::all(client.clone()));
     let ctx = Arc::new(Context { client, jobs });
     controller
         .watches_stream(job_events, |job| owners_of(&job))

@@ -19,9 +19,9 @@ use crate::selector;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use kube::api::Api;
-use kube::runtime::controller::{Action, Controller};
+use kube::runtime::controller::Action;
 use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{watcher, WatchStreamExt};
+use kube::runtime::WatchStreamExt;
 use kube::Client;
 use std::future::Future;
 use std::sync::Arc;
@@ -128,11 +128,10 @@ fn owners_of(rs: &ReplicaSet, deployments: &Store<Deployment>) -> Vec<ObjectRef<
 pub async fn run(client: Client, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
     let (sets, writer) = reflector::store::<ReplicaSet>();
     let rs_api = Api::<ReplicaSet>::all(client.clone());
-    let rs_events = reflector::reflector(writer, watcher(rs_api, Default::default()))
+    let rs_events = reflector::reflector(writer, crate::lean_watcher(rs_api))
         .default_backoff()
         .touched_objects();
-    let controller =
-        Controller::new(Api::<Deployment>::all(client.clone()), watcher::Config::default());
+    let controller = crate::lean_controller(Api::<Deployment>::all(client.clone()));
     let deployments = controller.store();
     let ctx = Arc::new(Context { client, sets });
     controller

@@ -30,9 +30,8 @@ use k8s_openapi::api::core::v1::{EnvVar, EnvVarSource, ObjectFieldSelector, Pod}
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, PropagationPolicy};
-use kube::runtime::controller::{Action, Controller};
+use kube::runtime::controller::Action;
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher;
 use kube::Client;
 use serde_json::Value;
 use std::future::Future;
@@ -177,7 +176,7 @@ pub async fn run(
     shared: SharedPods,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let controller = Controller::new(Api::<Job>::all(client.clone()), watcher::Config::default());
+    let controller = crate::lean_controller(Api::<Job>::all(client.clone()));
     let ctx = Arc::new(Context {
         client,
         pods: shared.store.clone(),

@@ -21,9 +21,9 @@ use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
-use kube::runtime::controller::{Action, Controller};
+use kube::runtime::controller::Action;
 use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{watcher, WatchStreamExt};
+use kube::runtime::WatchStreamExt;
 use kube::Client;
 use serde_json::{json, Value};
 use std::future::Future;
@@ -100,13 +100,13 @@ pub async fn run(
     let (leases, lease_writer) = reflector::store::<Lease>();
     let lease_events = reflector::reflector(
         lease_writer,
-        watcher(Api::<Lease>::namespaced(client.clone(), LEASE_NAMESPACE), Default::default()),
+        crate::lean_watcher(Api::<Lease>::namespaced(client.clone(), LEASE_NAMESPACE)),
     )
     .default_backoff()
     .touched_objects();
     let ctx =
         Arc::new(Context { client: client.clone(), leases, pods: shared.store.clone(), config });
-    Controller::new(Api::<Node>::all(client), watcher::Config::default())
+    crate::lean_controller(Api::<Node>::all(client))
         .watches_stream(lease_events, |lease| {
             lease.metadata.name.as_ref().map(|n| ObjectRef::<Node>::new(n))
         })

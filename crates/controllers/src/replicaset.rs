@@ -22,9 +22,8 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
-use kube::runtime::controller::{Action, Controller};
+use kube::runtime::controller::Action;
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher;
 use kube::Client;
 use std::future::Future;
 use std::sync::Arc;
@@ -163,8 +162,7 @@ pub async fn run(
     shared: SharedPods,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let controller =
-        Controller::new(Api::<ReplicaSet>::all(client.clone()), watcher::Config::default());
+    let controller = crate::lean_controller(Api::<ReplicaSet>::all(client.clone()));
     let sets = controller.store();
     let ctx = Arc::new(Context {
         client,

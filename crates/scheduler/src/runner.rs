@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{
     Binding, Event, EventSource, Node, ObjectReference, PersistentVolume, PersistentVolumeClaim,
-    Pod,
+    Pod, PodStatus,
 };
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::storage::v1::StorageClass;
@@ -65,6 +65,17 @@ pub fn is_pending(pod: &Pod) -> bool {
     unbound
         && pod.metadata.deletion_timestamp.is_none()
         && !matches!(phase, Some("Succeeded" | "Failed"))
+}
+
+/// What the scheduler keeps of a pod. Its cache holds every bound pod in the cluster, and
+/// `managedFields` and the status (bar the phase) are most of a pod's size and none of its
+/// scheduling: at 9,000 pods the whole pods were a ninth of the control plane's heap.
+fn slim(mut pod: Pod) -> Pod {
+    pod.metadata.managed_fields = None;
+    if let Some(status) = pod.status.take() {
+        pod.status = Some(PodStatus { phase: status.phase, ..PodStatus::default() });
+    }
+    pod
 }
 
 /// The result of a spawned binding.
@@ -215,6 +226,7 @@ impl Loop {
         let now = Instant::now();
         match event {
             watcher::Event::Apply(pod) | watcher::Event::InitApply(pod) => {
+                let pod = slim(pod);
                 let key = pod_key(&pod);
                 if !is_pending(&pod) {
                     self.queue.delete(&key);
