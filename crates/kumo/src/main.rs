@@ -190,6 +190,10 @@ struct UpArgs {
     /// Watch history kept in memory, in events (older resourceVersions get 410 Gone).
     #[arg(long, default_value_t = 50_000)]
     watch_history: usize,
+    /// Watch history kept in memory, in MiB (whichever of this and --watch-history is
+    /// reached first drops the oldest events).
+    #[arg(long, default_value_t = 128)]
+    watch_history_mb: usize,
     /// The embedded store's page cache, in MiB.
     #[arg(long, default_value_t = 64)]
     store_cache_mb: usize,
@@ -257,6 +261,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     let store_path = data_dir.join("store.redb");
     let options = kumo_store::StoreOptions {
         history: args.watch_history,
+        history_bytes: args.watch_history_mb << 20,
         cache_bytes: args.store_cache_mb << 20,
         ..Default::default()
     };

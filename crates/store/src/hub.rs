@@ -30,6 +30,9 @@ struct HubState {
     history: VecDeque<Arc<WatchEvent>>,
     /// How many events `history` keeps.
     capacity: usize,
+    /// How many bytes `history` keeps, and holds now (see [`event_bytes`]).
+    capacity_bytes: usize,
+    bytes: usize,
     /// Every revision at or below this one is forgotten.
     compacted: Revision,
     /// The revision of the last published event.
@@ -56,6 +59,8 @@ impl WatchHub {
             state: Mutex::new(HubState {
                 history: VecDeque::new(),
                 capacity: options.history,
+                capacity_bytes: options.history_bytes,
+                bytes: 0,
                 compacted: current,
                 current,
                 watchers: Vec::new(),
@@ -84,10 +89,15 @@ impl WatchHub {
             let revision = event.revision();
             debug_assert!(revision > state.current, "events must be published in revision order");
             state.current = revision;
+            state.bytes += event_bytes(&event);
             state.history.push_back(Arc::clone(&event));
-            while state.history.len() > state.capacity {
-                if let Some(old) = state.history.pop_front() {
-                    state.compacted = old.revision();
+            while state.history.len() > state.capacity || state.bytes > state.capacity_bytes {
+                match state.history.pop_front() {
+                    Some(old) => {
+                        state.compacted = old.revision();
+                        state.bytes -= event_bytes(&old);
+                    }
+                    None => break,
                 }
             }
             if state.history.is_empty() {
@@ -105,7 +115,9 @@ impl WatchHub {
             return;
         }
         while state.history.front().is_some_and(|event| event.revision() <= revision) {
-            state.history.pop_front();
+            if let Some(old) = state.history.pop_front() {
+                state.bytes -= event_bytes(&old);
+            }
         }
         state.compacted = revision;
     }
@@ -158,6 +170,12 @@ impl WatchHub {
     fn watcher_count(&self) -> usize {
         self.lock().watchers.len()
     }
+}
+
+/// What one event of history holds, for the byte budget.
+fn event_bytes(event: &WatchEvent) -> usize {
+    let kv = |kv: &crate::KeyValue| kv.key.len() + kv.value.len();
+    std::mem::size_of::<WatchEvent>() + kv(&event.kv) + event.prev.as_ref().map_or(0, kv)
 }
 
 impl Watcher {
@@ -281,6 +299,29 @@ mod tests {
         assert!(hub.watch("", 2).is_ok());
         let err = hub.watch("", 1).err().unwrap();
         assert_eq!(err, StoreError::Compacted { requested: 1, compacted: 2 });
+    }
+
+    #[tokio::test]
+    async fn history_over_its_byte_budget_drops_the_oldest_events() {
+        let big = |revision| WatchEvent {
+            prev: Some(KeyValue { value: vec![b'p'; 500], ..put("/a", revision).kv }),
+            kv: KeyValue { value: vec![b'v'; 500], ..put("/a", revision).kv },
+            ..put("/a", revision)
+        };
+        let one = event_bytes(&big(2));
+        let options = StoreOptions {
+            history: 100,
+            history_bytes: 2 * one + one / 2,
+            ..StoreOptions::default()
+        };
+        let hub = WatchHub::new(1, &options);
+        hub.publish([big(2), big(3), big(4), big(5)]);
+        // Two events fit: 4 and 5; resuming after 3 works, after 2 does not.
+        assert!(matches!(hub.watch("", 2), Err(StoreError::Compacted { compacted: 3, .. })));
+        let mut stream = hub.watch("", 3).unwrap();
+        assert_eq!(revisions(&mut stream, 2).await, vec![4, 5]);
+        hub.compact(4);
+        assert_eq!(hub.lock().bytes, one, "compaction gives back the bytes it drops");
     }
 
     #[tokio::test]

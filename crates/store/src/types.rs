@@ -87,6 +87,11 @@ pub struct RangeResponse {
 pub struct StoreOptions {
     /// events kept in memory for watch resume, default 50_000
     pub history: usize,
+    /// The most bytes (keys and values, new and previous) that history may hold, default
+    /// 128 MiB: whichever of the two bounds is reached first drops the oldest events. At
+    /// 9,000 pods 50,000 events of whole pods (each with its previous version) were a third
+    /// of the control plane's memory; a budget in bytes keeps that share fixed as objects grow.
+    pub history_bytes: usize,
     /// per-watcher channel, default 10_000
     pub watch_buffer: usize,
     /// The embedded store's page cache in bytes, default 64 MiB. redb's own default (1 GiB)
@@ -97,6 +102,11 @@ pub struct StoreOptions {
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        StoreOptions { history: 50_000, watch_buffer: 10_000, cache_bytes: 64 << 20 }
+        StoreOptions {
+            history: 50_000,
+            history_bytes: 128 << 20,
+            watch_buffer: 10_000,
+            cache_bytes: 64 << 20,
+        }
     }
 }
