@@ -191,7 +191,8 @@ struct UpArgs {
     #[arg(long, default_value_t = 50_000)]
     watch_history: usize,
     /// Watch history kept in memory, in MiB (whichever of this and --watch-history is
-    /// reached first drops the oldest events).
+    /// reached first drops the oldest events; events younger than 75 s are kept past this
+    /// budget, not past --watch-history).
     #[arg(long, default_value_t = 128)]
     watch_history_mb: usize,
     /// The embedded store's page cache, in MiB.

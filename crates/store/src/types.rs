@@ -92,6 +92,10 @@ pub struct StoreOptions {
     /// 9,000 pods 50,000 events of whole pods (each with its previous version) were a third
     /// of the control plane's memory; a budget in bytes keeps that share fixed as objects grow.
     pub history_bytes: usize,
+    /// Events younger than this are not dropped for the byte budget (the event count still
+    /// applies), default 75 s as upstream's watch cache: a client that lists and then watches
+    /// from the list's revision needs the history to reach back that far.
+    pub history_min_age: std::time::Duration,
     /// per-watcher channel, default 10_000
     pub watch_buffer: usize,
     /// The embedded store's page cache in bytes, default 64 MiB. redb's own default (1 GiB)
@@ -105,6 +109,7 @@ impl Default for StoreOptions {
         StoreOptions {
             history: 50_000,
             history_bytes: 128 << 20,
+            history_min_age: std::time::Duration::from_secs(75),
             watch_buffer: 10_000,
             cache_bytes: 64 << 20,
         }

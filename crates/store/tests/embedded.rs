@@ -60,3 +60,30 @@ async fn a_garbage_file_is_a_backend_error_not_a_panic() {
     std::fs::write(&path, b"this is not a redb file, just some bytes").unwrap();
     assert!(matches!(EmbeddedStore::open(&path), Err(StoreError::Backend(_))));
 }
+
+#[tokio::test]
+async fn a_page_counts_what_remains_only_up_to_a_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(&dir.path().join("store.redb")).unwrap();
+    let shared = &store;
+    let creates =
+        (0..1_500).map(|i| async move { shared.create(&format!("/p/{i:05}"), vec![]).await });
+    for r in futures::future::join_all(creates).await {
+        r.unwrap();
+    }
+    let page = |start_after: Option<String>| RangeRequest {
+        prefix: "/p/".into(),
+        start_after,
+        limit: 100,
+    };
+    // 1,400 keys after the first page: too many to count, so the count is left out.
+    let first = store.range(page(None)).await.unwrap();
+    assert_eq!(first.kvs.len(), 100);
+    assert!(first.more);
+    assert_eq!(first.remaining, None);
+    // 900 after this one: counted exactly.
+    let later = store.range(page(Some("/p/00499".into()))).await.unwrap();
+    assert_eq!(later.kvs.first().map(|kv| kv.key.as_str()), Some("/p/00500"));
+    assert!(later.more);
+    assert_eq!(later.remaining, Some(900));
+}
