@@ -22,6 +22,9 @@ const PATIENCE: usize = 4 * 60 * 10;
 /// How long a lookup waits for the owner index to catch up before scanning the store instead.
 const INDEX_PATIENCE: Duration = Duration::from_secs(5);
 
+/// Scans of the store for dependents (see [`dependents`]) run one at a time.
+static SCANS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
+
 /// Objects whose `ownerReferences` name `uid`, with their resource.
 async fn dependents(reg: &Registry, owner: &Value) -> Vec<(Resource, Value)> {
     let Some(uid) = owner["metadata"]["uid"].as_str().filter(|u| !u.is_empty()) else {
@@ -29,8 +32,19 @@ async fn dependents(reg: &Registry, owner: &Value) -> Vec<(Resource, Value)> {
     };
     let ns = object::namespace(owner).map(str::to_string);
     let snap = reg.catalog.snapshot();
-    let Some(keys) = reg.owners.dependents(&reg.store, uid, INDEX_PATIENCE).await else {
-        return scan(reg, &snap, uid, ns.as_deref()).await;
+    let keys = match reg.owners.dependents(&reg.store, uid, INDEX_PATIENCE).await {
+        Some(keys) => keys,
+        None => {
+            // One scan at a time: when the index lags under load, every deletion would
+            // otherwise read the whole namespace at once (at 100,000 pods, a hundred scans
+            // held 20 GB and the kernel killed kumo). Waiting for the permit gives the index
+            // time to catch up, so most waiters need no scan.
+            let _one = SCANS.acquire().await;
+            match reg.owners.dependents(&reg.store, uid, INDEX_PATIENCE).await {
+                Some(keys) => keys,
+                None => return scan(reg, &snap, uid, ns.as_deref()).await,
+            }
+        }
     };
     let mut out = Vec::new();
     for key in keys {
