@@ -40,6 +40,10 @@ use tracing::{info, warn};
 
 /// How often everything is looked at again without a change.
 const RESYNC: Duration = Duration::from_secs(5);
+
+/// The longest a burst of changes delays a sync.
+const MAX_BURST: Duration = Duration::from_millis(500);
+
 /// Who writes the events (upstream's component name).
 pub const COMPONENT: &str = "persistentvolume-controller";
 
@@ -88,8 +92,16 @@ pub async fn run(
         tokio::select! {
             _ = &mut shutdown => return,
             Some(()) = changes.next() => {
-                // Take the rest of a burst before syncing once.
-                while let Ok(Some(())) = tokio::time::timeout(Duration::from_millis(20), changes.next()).await {}
+                // Take the rest of a burst before syncing once; but a steady stream of pod
+                // changes (hundreds a second in a busy cluster) is one endless burst, so the
+                // burst ends after MAX_BURST whatever comes.
+                let end = tokio::time::Instant::now() + MAX_BURST;
+                while tokio::time::Instant::now() < end {
+                    match tokio::time::timeout(Duration::from_millis(20), changes.next()).await {
+                        Ok(Some(())) => {}
+                        _ => break,
+                    }
+                }
             }
             _ = tick.tick() => {}
         }
