@@ -161,6 +161,8 @@ struct PodRecord {
     holds: bool,
     cpu_millis: u64,
     memory_mib: u64,
+    /// First seen in a re-list, so its start-up latency is unknown.
+    from_list: bool,
 }
 
 #[derive(Default)]
@@ -178,6 +180,8 @@ struct Tracker {
     held: HashMap<String, (u64, u64, usize)>,
     /// Nodes whose pods ever requested more than the node has, at any moment of the run.
     overcommitted: HashSet<String>,
+    /// Times the pod watch was ended by the server and this process re-listed.
+    relists: usize,
 }
 
 impl Tracker {
@@ -201,6 +205,7 @@ impl Tracker {
                 holds: false,
                 cpu_millis: cpu,
                 memory_mib: mem,
+                from_list: false,
             }
         });
         if let Some(node) = p.spec.node_name.filter(|n| !n.is_empty()) {
@@ -275,15 +280,65 @@ fn memory_mib(q: &str) -> u64 {
     n.parse::<f64>().map_or(0, |v| (v * mult).ceil() as u64)
 }
 
-/// Watches every pod from the start of the run and feeds `tracker`.
+/// An ERROR event's object: a Status.
+#[derive(Deserialize)]
+struct ErrorEvent {
+    object: ErrorStatus,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct ErrorStatus {
+    code: u16,
+    message: String,
+}
+
+#[derive(Deserialize)]
+struct PodListLite {
+    metadata: ListMetaLite,
+    items: Vec<PodLite>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ListMetaLite {
+    resource_version: String,
+}
+
+/// Watches every pod from the start of the run and feeds `tracker`. When the server ends the
+/// watch (this process fell behind its buffer, or the history it would resume from is gone:
+/// an ERROR event, 410), it re-lists and watches on from the list, as a reflector does. Pods
+/// that started meanwhile count as started when the list is read; pods first seen in a list
+/// are left out of the start-up latency.
 async fn watch_pods(
     http: reqwest::Client,
     base: String,
     tracker: Arc<Mutex<Tracker>>,
     stop: Arc<AtomicBool>,
 ) -> Result<()> {
+    // The first watch starts before any pod exists: from now.
+    let mut from: Option<String> = None;
+    loop {
+        let ended = watch_once(&http, &base, &tracker, &stop, from.as_deref()).await?;
+        if stop.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        eprintln!("  pod watch ended ({ended}); re-listing");
+        from = Some(relist(&http, &base, &tracker).await?);
+    }
+}
+
+/// One watch, until the run stops (Ok("stopped")) or the server ends it (Ok(why)).
+async fn watch_once(
+    http: &reqwest::Client,
+    base: &str,
+    tracker: &Mutex<Tracker>,
+    stop: &AtomicBool,
+    from: Option<&str>,
+) -> Result<String> {
+    let rv = from.map(|rv| format!("&resourceVersion={rv}")).unwrap_or_default();
     let resp = http
-        .get(format!("{base}/api/v1/pods?watch=true&timeoutSeconds=7200"))
+        .get(format!("{base}/api/v1/pods?watch=true&timeoutSeconds=7200{rv}"))
         .timeout(Duration::from_secs(7200))
         .send()
         .await?;
@@ -298,33 +353,74 @@ async fn watch_pods(
         buf.extend_from_slice(&chunk);
         let mut start = 0;
         let mut events = Vec::new();
+        let mut error = None;
         while let Some(pos) = buf[start..].iter().position(|b| *b == b'\n') {
             let line = &buf[start..start + pos];
             start += pos + 1;
             match serde_json::from_slice::<WatchEvent>(line) {
                 Ok(ev) => events.push(ev),
-                Err(e) => bail!("pod watch: undecodable event: {e}"),
+                Err(e) => match serde_json::from_slice::<ErrorEvent>(line) {
+                    Ok(err) => {
+                        error = Some(format!("{}: {}", err.object.code, err.object.message));
+                        break;
+                    }
+                    Err(_) => bail!("pod watch: undecodable event: {e}"),
+                },
             }
         }
         buf.drain(..start);
         if !events.is_empty() {
             let mut t = tracker.lock().map_err(|_| anyhow::anyhow!("tracker poisoned"))?;
             for ev in events {
-                if ev.kind == "ERROR" {
-                    bail!("pod watch: ERROR event");
-                }
                 t.on_event(ev, now);
             }
         }
+        if let Some(why) = error {
+            return Ok(why);
+        }
         if stop.load(Ordering::Relaxed) {
-            return Ok(());
+            return Ok("stopped".into());
         }
     }
-    if stop.load(Ordering::Relaxed) {
-        Ok(())
-    } else {
-        bail!("pod watch ended before the run did")
+    Ok("the server closed it".into())
+}
+
+/// Lists every pod into `tracker` (those gone since count as deleted) and returns the list's
+/// resourceVersion to watch on from.
+async fn relist(http: &reqwest::Client, base: &str, tracker: &Mutex<Tracker>) -> Result<String> {
+    let resp =
+        http.get(format!("{base}/api/v1/pods")).timeout(Duration::from_secs(600)).send().await?;
+    if !resp.status().is_success() {
+        bail!("pod re-list: {}", resp.status());
     }
+    let list: PodListLite = serde_json::from_slice(&resp.bytes().await?).context("pod re-list")?;
+    let now = Instant::now();
+    let mut t = tracker.lock().map_err(|_| anyhow::anyhow!("tracker poisoned"))?;
+    t.relists += 1;
+    let present: HashSet<String> = list.items.iter().map(|p| p.metadata.uid.clone()).collect();
+    let unseen: Vec<String> =
+        present.iter().filter(|uid| !t.pods.contains_key(*uid)).cloned().collect();
+    let gone: Vec<String> = t
+        .pods
+        .iter()
+        .filter(|(uid, rec)| !rec.deleted && !present.contains(*uid))
+        .map(|(uid, _)| uid.clone())
+        .collect();
+    for object in list.items {
+        t.on_event(WatchEvent { kind: "MODIFIED".into(), object }, now);
+    }
+    // First seen here, not when created: their start-up latency is unknown.
+    for uid in unseen {
+        if let Some(rec) = t.pods.get_mut(&uid) {
+            rec.from_list = true;
+        }
+    }
+    for uid in gone {
+        let object =
+            PodLite { metadata: MetaLite { uid, ..MetaLite::default() }, ..PodLite::default() };
+        t.on_event(WatchEvent { kind: "DELETED".into(), object }, now);
+    }
+    Ok(list.metadata.resource_version)
 }
 
 // ---- API latency under load -----------------------------------------------------------------
@@ -470,6 +566,8 @@ struct Outcome {
     replace: Option<(usize, Duration)>,
     rebound: usize,
     overcommitted: usize,
+    /// Times the bench's pod watch was ended by the server (it fell behind) and re-listed.
+    relists: usize,
     /// The slowest Lease renewal of the run (from its turn in the simulator to the answer).
     renewal_max: Duration,
     /// (seconds since the first create, bound, running) every 250 ms.
@@ -662,8 +760,12 @@ async fn scenario(o: &Options, nodes: usize) -> Result<Outcome> {
     let (bound_per_s, running_per_s, startup, nodes_used, lower_bound, overcommitted, rebound) = {
         let t = tracker.lock().map_err(|_| anyhow::anyhow!("tracker poisoned"))?;
         let since = |at: Option<Instant>| at.map_or(f64::NAN, |a| (a - t0).as_secs_f64());
-        let mut startup: Vec<Duration> =
-            t.pods.values().filter_map(|p| Some(p.running? - p.seen)).collect();
+        let mut startup: Vec<Duration> = t
+            .pods
+            .values()
+            .filter(|p| !p.from_list)
+            .filter_map(|p| Some(p.running? - p.seen))
+            .collect();
         startup.sort();
         // Binpack is judged on the pods that hold nodes now (not those deleted and replaced).
         let holding: Vec<&PodRecord> = t.pods.values().filter(|p| p.holds).collect();
@@ -759,6 +861,7 @@ async fn scenario(o: &Options, nodes: usize) -> Result<Outcome> {
     watch.abort();
     sim.abort();
     drop(k);
+    let relists = tracker.lock().map_err(|_| anyhow::anyhow!("tracker poisoned"))?.relists;
     Ok(Outcome {
         nodes,
         pods: total,
@@ -779,6 +882,7 @@ async fn scenario(o: &Options, nodes: usize) -> Result<Outcome> {
         replace,
         rebound,
         overcommitted,
+        relists,
         renewal_max: Duration::from_millis(fleet.stats.renewal_max_ms.load(Ordering::Relaxed)),
         series,
     })
@@ -833,6 +937,7 @@ fn table(outcomes: &mut [Outcome]) -> Vec<(String, Vec<String>, &'static str)> {
     row("watch delivery p50 / p99", &mut |o| p50_p99(&mut o.lat.watch), "");
     row("slowest Lease renewal", &mut |o| ms(o.renewal_max), "a node is declared dead at 40 s");
     row("API probe errors", &mut |o| o.lat.errors.to_string(), "");
+    row("bench pod watch re-lists (fell behind)", &mut |o| o.relists.to_string(), "");
     row(
         "control-plane RSS at end / peak",
         &mut |o| format!("{} / {} MiB", o.rss_mib, o.peak_rss_mib),
