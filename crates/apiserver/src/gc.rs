@@ -38,9 +38,10 @@ async fn dependents(reg: &Registry, owner: &Value) -> Vec<(Resource, Value)> {
             // One scan at a time: when the index lags under load, every deletion would
             // otherwise read the whole namespace at once (at 100,000 pods, a hundred scans
             // held 20 GB and the kernel killed kumo). Waiting for the permit gives the index
-            // time to catch up, so most waiters need no scan.
+            // time to catch up, so most waiters need no scan; they ask it again without
+            // waiting more, not to hold the permit while they wait.
             let _one = SCANS.acquire().await;
-            match reg.owners.dependents(&reg.store, uid, INDEX_PATIENCE).await {
+            match reg.owners.dependents(&reg.store, uid, Duration::ZERO).await {
                 Some(keys) => keys,
                 None => return scan(reg, &snap, uid, ns.as_deref()).await,
             }
