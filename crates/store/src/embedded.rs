@@ -103,7 +103,7 @@ fn range_blocking(db: &Database, req: &RangeRequest) -> Result<RangeResponse, St
             kvs.push(decode(key, record.value())?);
         } else {
             remaining += 1;
-            if remaining >= REMAINING_COUNT_MAX {
+            if remaining > REMAINING_COUNT_MAX {
                 counted_all = false;
                 break;
             }

@@ -183,8 +183,8 @@ impl HubState {
     /// only once it is `min_age` old, so that a client that lists and then watches has that
     /// long to do so however busy the store is (upstream's watch cache keeps 75 s of events
     /// for the same reason). Without it, 5,000 hollow nodes' writes turned the 128 MiB
-    /// over in about 20 s, less than a reflector took to list every pod, and the scheduler
-    /// listed again and again.
+    /// over in well under a minute, less than a reflector took to list every pod, and the
+    /// scheduler listed again and again.
     fn over_budget(&self, now: Instant) -> bool {
         if self.history.len() > self.capacity {
             return true;
