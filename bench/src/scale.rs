@@ -358,6 +358,10 @@ async fn watch_once(
             let line = &buf[start..start + pos];
             start += pos + 1;
             match serde_json::from_slice::<WatchEvent>(line) {
+                Ok(ev) if ev.kind == "ERROR" => {
+                    error = Some("an ERROR event".to_string());
+                    break;
+                }
                 Ok(ev) => events.push(ev),
                 Err(e) => match serde_json::from_slice::<ErrorEvent>(line) {
                     Ok(err) => {
