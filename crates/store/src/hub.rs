@@ -134,6 +134,14 @@ impl WatchHub {
         prefix: &str,
         after: Revision,
     ) -> Result<WatchStream, StoreError> {
+        Ok(Box::pin(self.register(prefix, after)?))
+    }
+
+    fn register(
+        self: &Arc<Self>,
+        prefix: &str,
+        after: Revision,
+    ) -> Result<WatchReceiver, StoreError> {
         let mut state = self.lock();
         let after = if after == 0 { state.current } else { after };
         if after < state.compacted {
@@ -158,14 +166,15 @@ impl WatchHub {
             tx,
             lagged: Arc::clone(&lagged),
         });
-        Ok(Box::pin(WatchReceiver {
+        Ok(WatchReceiver {
             replay,
             rx,
             lagged,
             hub: Arc::downgrade(self),
             id,
+            prefix: prefix.to_owned(),
             done: false,
-        }))
+        })
     }
 
     fn unregister(&self, id: u64) {
@@ -209,11 +218,12 @@ impl Watcher {
         match self.tx.try_send(Arc::clone(event)) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
-                // Too far behind: end its stream with Compacted so the client re-lists rather
-                // than letting one slow reader hold memory for everyone. It has missed
-                // `dropped`, so it could only have resumed after it.
+                // Its channel is full: stop feeding it rather than let one slow reader hold
+                // memory for everyone. Once it has read what the channel holds, it goes on
+                // from the history (see `WatchReceiver`), or ends with Compacted if the
+                // history no longer reaches back to `dropped`.
                 let dropped = event.revision();
-                tracing::warn!(prefix = %self.prefix, revision = dropped, "watcher fell behind");
+                tracing::info!(prefix = %self.prefix, revision = dropped, "watcher overflowed its channel");
                 let _ = self
                     .lagged
                     .set(StoreError::Compacted { requested: dropped - 1, compacted: dropped });
@@ -225,34 +235,67 @@ impl Watcher {
 }
 
 /// The consumer side of one watcher: first the replayed history, then the live channel.
+///
+/// A watcher whose channel overflowed (the hub stopped feeding it) reads what the channel
+/// holds and then registers again from the history, as a new watch from its last revision
+/// would: a burst longer than the channel costs nothing while the history still reaches
+/// back. Only a watcher further behind than the history ends, with `Compacted`. At 5,000 hollow
+/// nodes the scheduler's pod watch overflowed its 10,000 events within seconds of a busy
+/// stretch, every time costing a re-list of 100,000 pods.
 struct WatchReceiver {
     replay: VecDeque<Arc<WatchEvent>>,
     rx: mpsc::Receiver<Arc<WatchEvent>>,
     lagged: Arc<OnceLock<StoreError>>,
     hub: Weak<WatchHub>,
     id: u64,
+    prefix: String,
     done: bool,
+}
+
+impl WatchReceiver {
+    /// After the channel is drained: the stream's error, or `Ok` once registered again.
+    fn resume(&mut self) -> Result<(), StoreError> {
+        let lagged = self.lagged.get().cloned();
+        let hub = self.hub.upgrade();
+        match (lagged, hub) {
+            (Some(StoreError::Compacted { requested, .. }), Some(hub)) => {
+                let fresh = hub.register(&self.prefix, requested.max(1)).inspect_err(|err| {
+                    tracing::warn!(prefix = %self.prefix, error = %err, "watcher fell behind the history");
+                })?;
+                // The old registration is already gone from the hub; dropping it is a no-op.
+                drop(std::mem::replace(self, fresh));
+                Ok(())
+            }
+            (Some(err), _) => Err(err),
+            (None, _) => Err(StoreError::Closed),
+        }
+    }
 }
 
 impl Stream for WatchReceiver {
     type Item = Result<WatchEvent, StoreError>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        if self.done {
-            return Poll::Ready(None);
-        }
-        if let Some(event) = self.replay.pop_front() {
-            return Poll::Ready(Some(Ok(Arc::unwrap_or_clone(event))));
-        }
-        match self.rx.poll_recv(cx) {
-            Poll::Ready(Some(event)) => Poll::Ready(Some(Ok(Arc::unwrap_or_clone(event)))),
-            Poll::Ready(None) => {
-                // The hub dropped our sender: either we lagged or the store went away.
-                self.done = true;
-                let err = self.lagged.get().cloned().unwrap_or(StoreError::Closed);
-                Poll::Ready(Some(Err(err)))
+        loop {
+            if self.done {
+                return Poll::Ready(None);
             }
-            Poll::Pending => Poll::Pending,
+            if let Some(event) = self.replay.pop_front() {
+                return Poll::Ready(Some(Ok(Arc::unwrap_or_clone(event))));
+            }
+            match self.rx.poll_recv(cx) {
+                Poll::Ready(Some(event)) => {
+                    return Poll::Ready(Some(Ok(Arc::unwrap_or_clone(event))));
+                }
+                // The hub dropped our sender: we overflowed, or the store went away.
+                Poll::Ready(None) => {
+                    if let Err(err) = self.resume() {
+                        self.done = true;
+                        return Poll::Ready(Some(Err(err)));
+                    }
+                }
+                Poll::Pending => return Poll::Pending,
+            }
         }
     }
 }
@@ -371,6 +414,50 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_slow_watcher_that_overflows_again_and_again_sees_every_event_once_in_order() {
+        // A channel of 8 and a history of 100,000: the reader falls behind many times and
+        // always goes on from the history.
+        let hub = hub(100_000, 8);
+        let mut stream = hub.watch("/a/", 0).unwrap();
+        let publisher = {
+            let hub = Arc::clone(&hub);
+            tokio::spawn(async move {
+                let mut revision = 1;
+                let mut wanted = Vec::new();
+                for round in 0..2_000u64 {
+                    let batch: Vec<_> = (0..(round % 7 + 1))
+                        .map(|i| {
+                            revision += 1;
+                            let key = if (round + i) % 3 == 0 { "/b/x" } else { "/a/x" };
+                            if key == "/a/x" {
+                                wanted.push(revision);
+                            }
+                            put(key, revision)
+                        })
+                        .collect();
+                    hub.publish(batch);
+                    if round % 5 == 0 {
+                        tokio::task::yield_now().await;
+                    }
+                }
+                wanted
+            })
+        };
+        let mut seen = Vec::new();
+        // Read until the stream has been quiet for a while (the publisher is done by then).
+        while let Ok(event) = tokio::time::timeout(Duration::from_millis(300), stream.next()).await
+        {
+            match event {
+                Some(Ok(event)) => seen.push(event.revision()),
+                _ => panic!("the stream ended or failed"),
+            }
+        }
+        let wanted = publisher.await.unwrap();
+        assert!(hub.lock().history.len() > 1_000);
+        assert_eq!(seen, wanted);
+    }
+
+    #[tokio::test]
     async fn compact_forgets_history_at_or_below_revision() {
         let hub = hub(100, 100);
         hub.publish([put("/a", 2), put("/a", 3), put("/a", 4)]);
@@ -389,15 +476,29 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn lagging_watcher_gets_buffered_events_then_compacted_then_end() {
+    async fn an_overflowed_watcher_goes_on_from_the_history() {
         let hub = hub(100, 2);
+        let mut stream = hub.watch("/a", 0).unwrap();
+        hub.publish([put("/a", 2), put("/b", 3), put("/a", 4), put("/a", 5)]);
+        assert_eq!(hub.watcher_count(), 0, "the hub stopped feeding it");
+        assert_eq!(revisions(&mut stream, 3).await, vec![2, 4, 5]);
+        assert_eq!(hub.watcher_count(), 1, "registered again");
+        hub.publish([put("/a", 6)]);
+        assert_eq!(revisions(&mut stream, 1).await, vec![6]);
+    }
+
+    #[tokio::test]
+    async fn an_overflowed_watcher_behind_the_history_gets_compacted_then_end() {
+        let hub = hub(2, 2);
         let mut stream = hub.watch("", 0).unwrap();
-        hub.publish([put("/a", 2), put("/a", 3), put("/a", 4)]);
-        assert_eq!(hub.watcher_count(), 0);
+        hub.publish([put("/a", 2), put("/a", 3), put("/a", 4), put("/a", 5)]);
         assert_eq!(revisions(&mut stream, 2).await, vec![2, 3]);
+        // It missed 4, and the history (two events: 4 and 5) starts after 3: it is too late.
+        hub.publish([put("/a", 6)]);
         let err = stream.next().await.unwrap().unwrap_err();
         assert_eq!(err, StoreError::Compacted { requested: 3, compacted: 4 });
         assert!(stream.next().await.is_none());
+        assert_eq!(hub.watcher_count(), 0);
     }
 
     #[tokio::test]

@@ -96,7 +96,9 @@ pub struct StoreOptions {
     /// applies), default 75 s as upstream's watch cache: a client that lists and then watches
     /// from the list's revision needs the history to reach back that far.
     pub history_min_age: std::time::Duration,
-    /// per-watcher channel, default 10_000
+    /// Events queued per watcher, default 10_000. A watcher that overflows it goes on from the
+    /// history once it has read them; only one further behind than the history gets
+    /// `Compacted`.
     pub watch_buffer: usize,
     /// The embedded store's page cache in bytes, default 64 MiB. redb's own default (1 GiB)
     /// fills with the pages every commit writes, and made most of the control plane's RSS at

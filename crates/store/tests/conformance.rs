@@ -75,6 +75,7 @@ conformance_suite!(
     watch_after_list_revision_misses_nothing,
     watch_from_compacted_revision_is_compacted,
     watch_before_trimmed_history_is_compacted,
-    lagging_watcher_ends_with_compacted,
+    lagging_watcher_goes_on_from_the_history,
+    lagging_watcher_behind_the_history_ends_with_compacted,
     concurrent_creates_from_64_tasks_get_distinct_revisions,
 );

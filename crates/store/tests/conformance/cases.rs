@@ -268,8 +268,24 @@ pub async fn watch_before_trimmed_history_is_compacted(new: &Factory) {
     assert_eq!(next_event(&mut stream).await.unwrap().kv.mod_revision, 9);
 }
 
-pub async fn lagging_watcher_ends_with_compacted(new: &Factory) {
+pub async fn lagging_watcher_goes_on_from_the_history(new: &Factory) {
     let store = new(StoreOptions { watch_buffer: 4, ..StoreOptions::default() });
+    let mut stream = store.watch("/lag/", 0).await.unwrap();
+    let mut written = Vec::new();
+    for i in 0..10 {
+        written.push(store.create(&format!("/lag/{i}"), vec![]).await.unwrap().mod_revision);
+        store.create(&format!("/other/{i}"), vec![]).await.unwrap();
+    }
+    // Ten events for a buffer of four: the rest come from the history, none lost or repeated.
+    let mut delivered = Vec::new();
+    for _ in 0..10 {
+        delivered.push(next_event(&mut stream).await.unwrap().kv.mod_revision);
+    }
+    assert_eq!(delivered, written);
+}
+
+pub async fn lagging_watcher_behind_the_history_ends_with_compacted(new: &Factory) {
+    let store = new(StoreOptions { watch_buffer: 4, history: 3, ..StoreOptions::default() });
     let mut stream = store.watch("", 0).await.unwrap();
     for i in 0..10 {
         store.create(&format!("/lag/{i}"), vec![]).await.unwrap();
