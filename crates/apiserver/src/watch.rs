@@ -6,7 +6,7 @@ use crate::error::ApiError;
 use crate::registry::{decode, ListOptions, Registry};
 use crate::table::{self, Include, Shape};
 use bytes::Bytes;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use kumo_api::resources::Resource;
 use kumo_store::{EventKind, StoreError};
 use serde_json::{json, Value};
@@ -128,6 +128,8 @@ async fn run(reg: &Registry, w: &WatchRequest, tx: &mpsc::Sender<Result<Bytes, s
     let mut stream = match reg.store.watch(&prefix, after).await {
         Ok(s) => s,
         Err(e) => {
+            // Each of these costs the client a full re-list: worth counting at scale.
+            tracing::info!(resource = %w.resource.plural, after, error = %e, "watch cannot resume");
             let _ = send(error_event(&watch_error(e))).await;
             return;
         }
@@ -139,36 +141,78 @@ async fn run(reg: &Registry, w: &WatchRequest, tx: &mpsc::Sender<Result<Bytes, s
     let version = w.resource.api_version();
     let mut bookmark =
         tokio::time::interval_at(tokio::time::Instant::now() + BOOKMARK_EVERY, BOOKMARK_EVERY);
+    // What one store event means for this watch: a line to send, nothing, or the end.
+    let mut step =
+        |ev: Option<Result<kumo_store::WatchEvent, StoreError>>, last_rev: &mut i64| match ev {
+            None => Step::End(None),
+            Some(Err(e)) => Step::End(Some(error_event(&watch_error(e)))),
+            Some(Ok(ev)) => {
+                *last_rev = ev.kv.mod_revision;
+                let bytes = if plain {
+                    render_plain(reg, w, &version, &ev).ok()
+                } else {
+                    classify(w, &ev).map(|(kind, obj)| line(kind, render(w, &obj, &mut first)))
+                };
+                bytes.map_or(Step::Skip, Step::Send)
+            }
+        };
     loop {
         tokio::select! {
             ev = stream.next() => {
-                let Some(ev) = ev else { return };
-                let ev = match ev {
-                    Ok(ev) => ev,
-                    Err(e) => {
-                        let _ = send(error_event(&watch_error(e))).await;
-                        return;
-                    }
-                };
-                last_rev = ev.kv.mod_revision;
-                if plain {
-                    let Ok(bytes) = render_plain(reg, w, &version, &ev) else { continue };
-                    if !send(bytes).await {
-                        return;
-                    }
-                    continue;
-                }
-                let Some((kind, obj)) = classify(w, &ev) else { continue };
-                if !send(line(kind, render(w, &obj, &mut first))).await {
+                if !step(ev, &mut last_rev).run(&send).await {
                     return;
                 }
             }
             _ = bookmark.tick(), if w.bookmarks => {
+                // A bookmark may carry the store's revision, not just the last event this watch
+                // saw: every event at or below `current` has been handed to this watch's stream
+                // (the store's contract), so once the stream has nothing ready, none of them is
+                // still queued. A quiet watch (StorageClasses while pods churn) then resumes from
+                // a recent revision instead of one the history has long dropped (a 410 and a
+                // re-list every few minutes at scale).
+                // `unconstrained`: out of tokio's cooperative budget, a stream with events
+                // ready would answer Pending, and the bookmark would pass them.
+                let current = reg.store.current_revision().await.unwrap_or(last_rev);
+                while let Some(ev) = tokio::task::unconstrained(stream.next()).now_or_never() {
+                    if !step(ev, &mut last_rev).run(&send).await {
+                        return;
+                    }
+                }
                 let b = json!({"kind": w.resource.kind, "apiVersion": w.resource.api_version(),
-                    "metadata": {"resourceVersion": last_rev.to_string()}});
+                    "metadata": {"resourceVersion": last_rev.max(current).to_string()}});
                 if !send(line("BOOKMARK", b)).await {
                     return;
                 }
+            }
+        }
+    }
+}
+
+/// What [`run`] does with one store event.
+enum Step {
+    /// Send this line.
+    Send(Bytes),
+    /// Not for this watcher (a selector, or an object that cannot be decoded).
+    Skip,
+    /// The watch is over, after this ERROR line if any.
+    End(Option<Bytes>),
+}
+
+impl Step {
+    /// Carries the step out; false when the watch is over.
+    async fn run<F, Fut>(self, send: &F) -> bool
+    where
+        F: Fn(Bytes) -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        match self {
+            Step::Send(bytes) => send(bytes).await,
+            Step::Skip => true,
+            Step::End(error) => {
+                if let Some(error) = error {
+                    let _ = send(error).await;
+                }
+                false
             }
         }
     }

@@ -43,6 +43,9 @@ pub trait Store: Send + Sync + 'static {
     /// Forgets history at or below `revision`; later watches from before it get `Compacted`.
     async fn compact(&self, revision: Revision) -> Result<(), StoreError>;
 
-    /// The revision of the last acknowledged write (1 for an empty store).
+    /// The revision of the last acknowledged write (1 for an empty store). Every event at or
+    /// below it has already been handed to the live watchers it concerns, so a watcher whose
+    /// stream has nothing ready has seen all of them (the API server's watch bookmarks rely on
+    /// this).
     async fn current_revision(&self) -> Result<Revision, StoreError>;
 }
