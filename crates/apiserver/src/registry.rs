@@ -288,11 +288,14 @@ impl Registry {
     ) -> ApiResult<Written> {
         check_type_meta(r, &mut obj)?;
         let ns = self.check_namespace(r, ns, &mut obj).await?;
+        let mut generate = None;
         if object::name(&obj).is_empty() {
-            if let Some(prefix) = obj["metadata"]["generateName"].as_str().filter(|p| !p.is_empty())
-            {
-                let name = format!("{prefix}{}", object::random_suffix(5));
-                object::meta_mut(&mut obj).insert("name".into(), Value::String(name));
+            generate = obj["metadata"]["generateName"]
+                .as_str()
+                .filter(|p| !p.is_empty())
+                .map(str::to_string);
+            if let Some(prefix) = &generate {
+                object::meta_mut(&mut obj).insert("name".into(), generated_name(prefix));
             }
         }
         let mut warnings = admission::check_schema(r, &mut obj, opts.field_validation)?;
@@ -331,27 +334,43 @@ impl Registry {
                 &now,
             );
         }
-        let key = r.key(ns.as_deref(), &name);
-        if opts.dry_run {
+        // A generated name that is taken is generated again, up to GENERATE_NAME_RETRIES times
+        // (upstream's RetryGenerateName, GA in 1.32): five random characters collide by the
+        // birthday bound (a 50% chance within ~5,000 pods of one Job), and most clients
+        // do not retry a 409 themselves.
+        let mut retries = if generate.is_some() { GENERATE_NAME_RETRIES } else { 0 };
+        let mut name = name;
+        let taken = |obj: &mut Value, name: &mut String, retries: &mut usize| {
+            let Some(prefix) = generate.as_deref().filter(|_| *retries > 0) else {
+                return Err(already_exists(r, name));
+            };
+            *retries -= 1;
+            let fresh = generated_name(prefix);
+            *name = fresh.as_str().unwrap_or_default().to_string();
+            object::meta_mut(obj).insert("name".into(), fresh);
+            Ok(())
+        };
+        let kv = loop {
+            let key = r.key(ns.as_deref(), &name);
             if self.store.get(&key).await?.is_some() {
-                return Err(already_exists(r, &name));
+                taken(&mut obj, &mut name, &mut retries)?;
+                continue;
             }
-            admission::quota::admit(self, r, &obj, true).await?;
-            return Ok(Written { object: obj, warnings });
-        }
-        // Quota last, just before the write: only a request that will be stored is charged.
-        if self.store.get(&key).await?.is_some() {
-            return Err(already_exists(r, &name));
-        }
-        let charge = admission::quota::admit(self, r, &obj, false).await?;
-        let kv = match self.store.create(&key, stored(r, &obj)).await {
-            Ok(kv) => kv,
-            Err(e) => {
-                admission::quota::release(self, &charge).await;
-                return Err(match e {
-                    StoreError::AlreadyExists(_) => already_exists(r, &name),
-                    other => other.into(),
-                });
+            if opts.dry_run {
+                admission::quota::admit(self, r, &obj, true).await?;
+                return Ok(Written { object: obj, warnings });
+            }
+            // Quota last, just before the write: only a request that will be stored is charged.
+            let charge = admission::quota::admit(self, r, &obj, false).await?;
+            match self.store.create(&key, stored(r, &obj)).await {
+                Ok(kv) => break kv,
+                Err(e) => {
+                    admission::quota::release(self, &charge).await;
+                    match e {
+                        StoreError::AlreadyExists(_) => taken(&mut obj, &mut name, &mut retries)?,
+                        other => return Err(other.into()),
+                    }
+                }
             }
         };
         object::set_resource_version(&mut obj, kv.mod_revision);
@@ -726,6 +745,15 @@ fn unchanged(old: &Value, new: &Value) -> bool {
         v
     };
     strip(old) == strip(new)
+}
+
+/// How many times a create with `generateName` picks another name when the one it drew is
+/// taken (upstream retries seven times).
+const GENERATE_NAME_RETRIES: usize = 7;
+
+/// `prefix` and five random characters, as upstream's `SimpleNameGenerator`.
+fn generated_name(prefix: &str) -> Value {
+    Value::String(format!("{prefix}{}", object::random_suffix(5)))
 }
 
 fn already_exists(r: &Resource, name: &str) -> ApiError {
