@@ -154,6 +154,11 @@ impl Cache {
         self.pods.get(key).map(|s| (s.node.as_str(), s.assumed))
     }
 
+    /// The pods bound by the API (not only assumed), by key.
+    pub fn bound_pod_keys(&self) -> impl Iterator<Item = &str> {
+        self.pods.iter().filter(|(_, s)| !s.assumed).map(|(key, _)| key.as_str())
+    }
+
     /// Whether any cached pod declares required anti-affinity.
     pub fn has_pods_with_required_anti_affinity(&self) -> bool {
         self.pods_with_required_anti_affinity > 0

@@ -106,6 +106,11 @@ impl SchedulingQueue {
         self.activate(queued);
     }
 
+    /// The keys of every waiting pod.
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.places.keys().map(String::as_str)
+    }
+
     /// Removes a pod (deleted, or bound by someone else).
     pub fn delete(&mut self, key: &str) {
         self.take(key);

@@ -12,7 +12,7 @@
 //! assumption in the cache keeps those decisions from over-committing meanwhile.
 //! Everything goes through the API (`kube::Client`), as any Kubernetes scheduler.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -45,6 +45,13 @@ const TICK: Duration = Duration::from_millis(500);
 /// trips: unbounded, a burst of 100,000 pending pods became 100,000 concurrent requests, each
 /// wanting its own connection and TLS handshake. Queued bindings stay assumed in the cache.
 const BINDINGS_IN_FLIGHT: usize = 128;
+/// Bindings spawned and not yet answered, at most; scheduling pauses beyond. Without a bound a
+/// burst of pending pods became as many waiting tasks, each holding its pod and request.
+const MAX_BINDING: usize = 8 * BINDINGS_IN_FLIGHT;
+/// How long one scheduling round may run before the loop reads its watches again.
+const ROUND: Duration = Duration::from_millis(20);
+/// Events handled in a row at most while pods wait to be scheduled.
+const EVENTS_PER_ROUND: usize = 1_000;
 
 /// Which profile serves `pod`, if any of ours.
 pub fn profile_for<'p>(profiles: &'p [Profile], pod: &Pod) -> Option<&'p Profile> {
@@ -97,6 +104,11 @@ struct Loop {
     bound: mpsc::UnboundedSender<BindOutcome>,
     /// Permits for bindings in flight.
     binding_slots: Arc<tokio::sync::Semaphore>,
+    /// Bindings spawned whose outcome has not come back (in flight or waiting for a slot).
+    binding: usize,
+    /// While a watch re-lists: the keys it has listed so far.
+    relisted_pods: Option<HashSet<String>>,
+    relisted_nodes: Option<HashSet<String>>,
     /// PodDisruptionBudgets, for preemption.
     budgets: kube::runtime::reflector::Store<PodDisruptionBudget>,
 }
@@ -125,39 +137,57 @@ pub async fn run(client: kube::Client, profiles: Vec<Profile>, shutdown: impl Fu
         .default_backoff()
         .map(|e| e.map(|e| map_event(e, StorageKind::Class)));
     let storage = futures::stream::select_all([claims.boxed(), volumes.boxed(), classes.boxed()]);
-    let (bound, mut outcomes) = mpsc::unbounded_channel();
-    let mut state = Loop {
-        client,
-        profiles,
-        cache: Cache::new(),
-        queue: SchedulingQueue::new(),
-        scheduler: Scheduler::new(StdRng::from_os_rng()),
-        bound,
-        binding_slots: Arc::new(tokio::sync::Semaphore::new(BINDINGS_IN_FLIGHT)),
-        budgets,
-    };
+    let (mut state, mut outcomes) = Loop::new(client, profiles, budgets);
     tokio::pin!(nodes, pods, budget_events, storage, shutdown);
     let mut tick = tokio::time::interval(TICK);
+    // Events first, then scheduling in bounded rounds: a round that ran until the queue was
+    // empty (100,000 pending pods at 5,000 nodes) left the watches unread for seconds, their
+    // server-side buffers overflowed, and the scheduler re-listed every pod again and again.
+    let mut events_since_round = 0usize;
+    let mut work = false;
     loop {
-        tokio::select! {
+        let round = tokio::select! {
+            biased;
             _ = &mut shutdown => return,
-            Some(event) = nodes.next() => match event {
-                Ok(event) => state.on_node(event),
-                Err(e) => tracing::warn!(error = %e, "node watch"),
-            },
-            Some(event) = pods.next() => match event {
-                Ok(event) => state.on_pod(event),
-                Err(e) => tracing::warn!(error = %e, "pod watch"),
-            },
-            Some(event) = storage.next() => match event {
-                Ok(event) => state.on_storage(event),
-                Err(e) => tracing::warn!(error = %e, "storage watch"),
-            },
-            Some(outcome) = outcomes.recv() => state.on_bound(outcome),
-            Some(_) = budget_events.next() => {}
-            _ = tick.tick() => {}
+            _ = std::future::ready(()), if work && events_since_round >= EVENTS_PER_ROUND => true,
+            Some(event) = nodes.next() => {
+                match event {
+                    Ok(event) => state.on_node(event),
+                    Err(e) => tracing::warn!(error = %e, "node watch"),
+                }
+                false
+            }
+            Some(event) = pods.next() => {
+                match event {
+                    Ok(event) => state.on_pod(event),
+                    Err(e) => tracing::warn!(error = %e, "pod watch"),
+                }
+                false
+            }
+            Some(event) = storage.next() => {
+                match event {
+                    Ok(event) => state.on_storage(event),
+                    Err(e) => tracing::warn!(error = %e, "storage watch"),
+                }
+                false
+            }
+            Some(outcome) = outcomes.recv() => {
+                state.on_bound(outcome);
+                false
+            }
+            Some(_) = budget_events.next() => false,
+            // Nothing else is ready: schedule.
+            _ = std::future::ready(()), if work => true,
+            _ = tick.tick() => true,
+        };
+        if round {
+            events_since_round = 0;
+            work = state.schedule_ready(Instant::now() + ROUND);
+        } else {
+            // Any event may have made a pod schedulable (or freed a binding slot).
+            events_since_round += 1;
+            work = true;
         }
-        state.schedule_ready();
     }
 }
 
@@ -187,6 +217,28 @@ fn map_event<K: serde::Serialize>(
 }
 
 impl Loop {
+    fn new(
+        client: kube::Client,
+        profiles: Vec<Profile>,
+        budgets: kube::runtime::reflector::Store<PodDisruptionBudget>,
+    ) -> (Loop, mpsc::UnboundedReceiver<BindOutcome>) {
+        let (bound, outcomes) = mpsc::unbounded_channel();
+        let state = Loop {
+            client,
+            profiles,
+            cache: Cache::new(),
+            queue: SchedulingQueue::new(),
+            scheduler: Scheduler::new(StdRng::from_os_rng()),
+            bound,
+            binding_slots: Arc::new(tokio::sync::Semaphore::new(BINDINGS_IN_FLIGHT)),
+            binding: 0,
+            relisted_pods: None,
+            relisted_nodes: None,
+            budgets,
+        };
+        (state, outcomes)
+    }
+
     fn on_storage(&mut self, event: watcher::Event<StorageObject>) {
         let volumes = self.cache.volumes_mut();
         match event {
@@ -210,6 +262,9 @@ impl Loop {
     fn on_node(&mut self, event: watcher::Event<Node>) {
         match event {
             watcher::Event::Apply(node) | watcher::Event::InitApply(node) => {
+                if let Some(listed) = &mut self.relisted_nodes {
+                    listed.insert(node.metadata.name.clone().unwrap_or_default());
+                }
                 if let Err(e) = self.cache.add_node(&node) {
                     tracing::warn!(node = ?node.metadata.name, error = %e, "node ignored");
                 }
@@ -217,14 +272,40 @@ impl Loop {
             watcher::Event::Delete(node) => {
                 self.cache.remove_node(node.metadata.name.as_deref().unwrap_or(""));
             }
-            watcher::Event::Init | watcher::Event::InitDone => return,
+            watcher::Event::Init => {
+                self.relisted_nodes = Some(HashSet::new());
+                return;
+            }
+            watcher::Event::InitDone => {
+                // A node deleted while the watch was down has no Delete event: it is the one
+                // the list left out.
+                let Some(listed) = self.relisted_nodes.take() else { return };
+                let gone: Vec<String> = (self.cache.nodes().iter())
+                    .filter(|n| !listed.contains(&n.name))
+                    .map(|n| n.name.clone())
+                    .collect();
+                if gone.is_empty() {
+                    return;
+                }
+                tracing::info!(nodes = gone.len(), "nodes gone while the node watch re-listed");
+                for name in gone {
+                    self.cache.remove_node(&name);
+                }
+            }
         }
         self.queue.on_cluster_change(Instant::now());
     }
 
     fn on_pod(&mut self, event: watcher::Event<Pod>) {
         let now = Instant::now();
+        if let watcher::Event::InitApply(pod) = &event {
+            if let Some(listed) = &mut self.relisted_pods {
+                listed.insert(pod_key(pod));
+            }
+        }
         match event {
+            watcher::Event::Init => self.relisted_pods = Some(HashSet::new()),
+            watcher::Event::InitDone => self.forget_unlisted_pods(now),
             watcher::Event::Apply(pod) | watcher::Event::InitApply(pod) => {
                 let pod = slim(pod);
                 let key = pod_key(&pod);
@@ -253,11 +334,32 @@ impl Loop {
                 self.cache.remove_pod(&key);
                 self.queue.on_cluster_change(now);
             }
-            watcher::Event::Init | watcher::Event::InitDone => {}
         }
     }
 
+    /// After the pod watch re-listed (it fell behind, or its history was gone): the pods
+    /// deleted in the gap have no Delete event and would stay queued, or hold their node's
+    /// resources in the cache, for good. They are the ones the list left out. Assumed pods are
+    /// left to their binding's outcome.
+    fn forget_unlisted_pods(&mut self, now: Instant) {
+        let Some(listed) = self.relisted_pods.take() else { return };
+        let gone: Vec<String> = (self.cache.bound_pod_keys().chain(self.queue.keys()))
+            .filter(|key| !listed.contains(*key))
+            .map(str::to_string)
+            .collect();
+        if gone.is_empty() {
+            return;
+        }
+        tracing::info!(pods = gone.len(), "pods gone while the pod watch re-listed");
+        for key in &gone {
+            self.queue.delete(key);
+            self.cache.remove_pod(key);
+        }
+        self.queue.on_cluster_change(now);
+    }
+
     fn on_bound(&mut self, outcome: BindOutcome) {
+        self.binding = self.binding.saturating_sub(1);
         if let Err(e) = outcome.result {
             let key = outcome.queued.info.key.clone();
             tracing::warn!(pod = %key, error = %e, "binding failed");
@@ -266,10 +368,19 @@ impl Loop {
         }
     }
 
-    /// Schedules every pod that is ready now.
-    fn schedule_ready(&mut self) {
+    /// Schedules the pods that are ready now, until `until` or until [`MAX_BINDING`] bindings
+    /// are outstanding; true if time ran out with pods possibly left (at the binding limit it
+    /// is a binding's outcome that calls for the next round).
+    fn schedule_ready(&mut self, until: Instant) -> bool {
         let now = Instant::now();
-        while let Some(queued) = self.queue.pop(now) {
+        loop {
+            if self.binding >= MAX_BINDING {
+                return false;
+            }
+            if Instant::now() >= until {
+                return true;
+            }
+            let Some(queued) = self.queue.pop(now) else { return false };
             let Some(profile) = profile_for(&self.profiles, &queued.info.pod) else {
                 continue;
             };
@@ -285,6 +396,7 @@ impl Loop {
                         };
                         self.cache.volumes_mut().assume(&steps, &node);
                         self.spawn_bind(queued, node, steps);
+                        self.binding += 1;
                     }
                 }
                 Err(mut fit) => {
@@ -582,6 +694,47 @@ mod tests {
         assert!(profile_for(&profiles, &other).is_none());
         let counts = pending_by_profile([&default, &binpack, &other].into_iter(), &profiles);
         assert_eq!(counts.get("binpack"), Some(&1));
+    }
+
+    /// A loop whose client answers nothing (these tests never reach the API).
+    fn idle_loop() -> Loop {
+        let service = tower::service_fn(|_: http::Request<kube::client::Body>| async {
+            Err::<http::Response<kube::client::Body>, _>(std::io::Error::other("no API in tests"))
+        });
+        let client = kube::Client::new(service, "default");
+        let (budgets, _writer) = kube::runtime::reflector::store::<PodDisruptionBudget>();
+        Loop::new(client, vec![Profile::default()], budgets).0
+    }
+
+    fn relist<T>(items: Vec<T>, mut on: impl FnMut(watcher::Event<T>)) {
+        on(watcher::Event::Init);
+        for item in items {
+            on(watcher::Event::InitApply(item));
+        }
+        on(watcher::Event::InitDone);
+    }
+
+    #[tokio::test]
+    async fn a_relist_forgets_what_was_deleted_while_the_watch_was_down() {
+        let mut state = idle_loop();
+        let nodes =
+            || vec![crate::testing::node("n1", "4", "8Gi"), crate::testing::node("n2", "4", "8Gi")];
+        relist(nodes(), |e| state.on_node(e));
+        let bound = || pod("bound").cpu("1").node("n1").build();
+        let pending = || pod("pending").cpu("1").build();
+        let stays = || pod("stays").cpu("1").node("n2").build();
+        relist(vec![bound(), pending(), stays()], |e| state.on_pod(e));
+        assert_eq!(state.cache.pod_count(), 2);
+        assert_eq!(state.queue.len(), 1);
+
+        // The watch fell behind; meanwhile "bound" and "pending" were deleted and n1 went away.
+        relist(vec![stays()], |e| state.on_pod(e));
+        relist(vec![crate::testing::node("n2", "4", "8Gi")], |e| state.on_node(e));
+        assert_eq!(state.cache.pod_node("default/bound"), None, "its cpu is given back");
+        assert_eq!(state.cache.pod_node("default/stays"), Some(("n2", false)));
+        assert!(state.queue.is_empty(), "nothing left to schedule");
+        let names: Vec<&str> = state.cache.nodes().iter().map(|n| n.name.as_str()).collect();
+        assert_eq!(names, ["n2"]);
     }
 
     #[test]
