@@ -10,6 +10,11 @@
 //! - **long-running** (watches, `log`, `exec`, `attach`, `portforward`, `proxy`): not limited,
 //!   as upstream exempts them (they hold a request open for minutes).
 //! - **node** (Nodes and their status, Leases in `kube-node-lease`): a pool of their own.
+//! - **system** (every other request of the control plane's own clients, which reach the
+//!   router in-process: the controllers, the scheduler, DNS, the proxy, the local agent): a pool
+//!   of their own, as upstream puts kube-controller-manager and kube-scheduler in
+//!   `workload-high`, above users' requests. Without it, at 5,000 hollow nodes a scheduler's
+//!   re-list (hundreds of pages) and every binding waited behind the users' creates.
 //! - **workload** (everything else): at most `max_inflight` at once; the rest wait their turn in
 //!   arrival order and get `429 TooManyRequests` with `Retry-After` if their turn does not come
 //!   within [`QUEUE_TIMEOUT`], as upstream's queues reject after their wait.
@@ -43,6 +48,8 @@ pub enum Class {
     LongRunning,
     /// Node heartbeats and status: their own pool.
     Node,
+    /// The control plane's in-process clients: their own pool.
+    System,
     /// Everything else.
     Workload,
 }
@@ -51,6 +58,7 @@ pub enum Class {
 #[derive(Debug)]
 pub struct Limits {
     node: Semaphore,
+    system: Semaphore,
     workload: Semaphore,
     queue_timeout: Duration,
 }
@@ -63,7 +71,12 @@ impl Limits {
 
     fn with_timeout(max_inflight: usize, queue_timeout: Duration) -> Limits {
         let n = max_inflight.clamp(1, Semaphore::MAX_PERMITS);
-        Limits { node: Semaphore::new(n), workload: Semaphore::new(n), queue_timeout }
+        Limits {
+            node: Semaphore::new(n),
+            system: Semaphore::new(n),
+            workload: Semaphore::new(n),
+            queue_timeout,
+        }
     }
 }
 
@@ -91,11 +104,26 @@ pub fn classify(path: &str, query: Option<&str>) -> Class {
     }
 }
 
+/// Marks a request that came over the in-process transport ([`crate::local`]): one of the
+/// control plane's own clients.
+#[derive(Debug, Clone, Copy)]
+pub struct InProcess;
+
+/// The class of `req`: [`classify`], except that the control plane's own requests that would
+/// be workload are system.
+pub fn class_of<B>(req: &http::Request<B>) -> Class {
+    match classify(req.uri().path(), req.uri().query()) {
+        Class::Workload if req.extensions().get::<InProcess>().is_some() => Class::System,
+        class => class,
+    }
+}
+
 /// The middleware: wait for a turn in the request's class, then serve it.
 pub async fn middleware(State(limits): State<Arc<Limits>>, req: Request, next: Next) -> Response {
-    let pool = match classify(req.uri().path(), req.uri().query()) {
+    let pool = match class_of(&req) {
         Class::LongRunning => return next.run(req).await,
         Class::Node => &limits.node,
+        Class::System => &limits.system,
         Class::Workload => &limits.workload,
     };
     // The permit is held until the response is ready (a streamed body is not counted).
@@ -153,14 +181,33 @@ mod tests {
         );
     }
 
+    #[test]
+    fn the_control_planes_own_requests_are_system_class() {
+        let request = |path: &str, local: bool| {
+            let mut req = http::Request::builder().uri(path).body(()).expect("request");
+            if local {
+                req.extensions_mut().insert(InProcess);
+            }
+            class_of(&req)
+        };
+        let binding = "/api/v1/namespaces/sim/pods/p/binding";
+        assert_eq!(request(binding, true), Class::System);
+        assert_eq!(request(binding, false), Class::Workload);
+        // Heartbeats and watches keep their own class whoever sends them.
+        let lease = "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/n1";
+        assert_eq!(request(lease, true), Class::Node);
+        assert_eq!(request("/api/v1/pods?watch=true", true), Class::LongRunning);
+    }
+
     #[tokio::test]
     async fn a_request_that_waits_too_long_gets_429_and_the_pool_recovers() {
         let limits = Arc::new(Limits::with_timeout(1, Duration::from_millis(50)));
         let held = limits.workload.acquire().await.expect("permit");
         let timed_out = tokio::time::timeout(limits.queue_timeout, limits.workload.acquire()).await;
         assert!(timed_out.is_err(), "the second request must wait while the first holds the pool");
-        // A node request is not behind the workload.
+        // Node and system requests are not behind the workload.
         assert!(limits.node.try_acquire().is_ok());
+        assert!(limits.system.try_acquire().is_ok());
         drop(held);
         assert!(limits.workload.try_acquire().is_ok());
         let resp = too_many_requests();
