@@ -295,8 +295,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cluster DNS on {}", args.dns_addr))?;
     let dns_addr = dns.local_addr();
-    let (stop_clients, mut clients) =
-        start_clients(server.local_transport(), local.clone(), profiles, controllers, dns);
+    let (stop_clients, mut clients) = start_clients(local.clone(), profiles, controllers, dns);
     let node_ip = args.node.node_ip.unwrap_or(server.addr.ip());
     let services = !args.no_agent && !args.node.no_proxy;
     let mut gateway_addr = None;
@@ -495,7 +494,6 @@ async fn agent(args: AgentArgs) -> anyhow::Result<()> {
 }
 
 fn start_clients(
-    transport: kumo_apiserver::local::LocalTransport,
     client: kube::Client,
     profiles: Vec<kumo_scheduler::profile::Profile>,
     controllers: kumo_controllers::Config,
@@ -505,60 +503,13 @@ fn start_clients(
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
-    // The controllers stay on the server's runtime: on a thread of their own (tried at 5,000
-    // hollow nodes) that one thread was their limit, and pod creation fell to a few per second.
     let controllers =
         tokio::spawn(kumo_controllers::run_with(client.clone(), controllers, stopped(rx.clone())));
-    let stop = stopped(rx.clone());
-    let scheduler = on_own_thread("kumo-scheduler", transport, move |client| {
-        kumo_scheduler::runner::run(client, profiles, stop)
-    });
+    let scheduler =
+        tokio::spawn(kumo_scheduler::runner::run(client.clone(), profiles, stopped(rx.clone())));
     // Cluster DNS is one more API client: it watches Services and EndpointSlices.
     let dns = tokio::spawn(dns.run(client, stopped(rx)));
     (tx, vec![controllers, scheduler, dns])
-}
-
-/// Runs one of the control plane's clients (the scheduler) on a thread of its own, with its
-/// own runtime and in-process client; the handle ends when it does.
-///
-/// The scheduler is a separate process upstream, with its share of the CPU. As a task of the
-/// API server's runtime it got one task's share among the hundreds of requests in flight:
-/// under load it read its pod watch more slowly than pods changed, fell further behind than
-/// the watch history reaches, and re-listed 100,000 pods again and again (5,000 hollow nodes,
-/// docs/adr/0017). On a thread of its own the operating
-/// system shares the CPU between it and the API server's workers. The requests it makes are
-/// still served on the API server's runtime (`LocalTransport` hands them over), so its
-/// thread does its own work only.
-fn on_own_thread<F, Fut>(
-    name: &str,
-    transport: kumo_apiserver::local::LocalTransport,
-    work: F,
-) -> tokio::task::JoinHandle<()>
-where
-    F: FnOnce(kube::Client) -> Fut + Send + 'static,
-    Fut: std::future::Future<Output = ()>,
-{
-    let (done, finished) = tokio::sync::oneshot::channel::<()>();
-    let thread = name.to_string();
-    let spawned = std::thread::Builder::new().name(thread.clone()).spawn(move || {
-        match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-            Ok(runtime) => {
-                runtime.block_on(async move {
-                    // Created here: the client's request buffer runs on this runtime.
-                    work(kube::Client::new(transport, "default")).await;
-                });
-                runtime.shutdown_timeout(std::time::Duration::from_secs(1));
-            }
-            Err(e) => tracing::error!(thread, error = %e, "cannot start a runtime"),
-        }
-        let _ = done.send(());
-    });
-    if let Err(e) = spawned {
-        tracing::error!(thread = name, error = %e, "cannot start a thread");
-    }
-    tokio::spawn(async move {
-        let _ = finished.await;
-    })
 }
 
 async fn wait_for_signal() {
