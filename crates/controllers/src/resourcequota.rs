@@ -5,11 +5,18 @@
 //!
 //! <https://kubernetes.io/docs/concepts/policy/resource-quotas/>
 //!
-//! A quota is recomputed when it changes, when an object of a kind it commonly counts (pods,
-//! services, configmaps, secrets, claims, replication controllers) changes in its namespace,
-//! and every [`RESYNC`] for the other `count/…` kinds. The write carries the quota's
-//! resourceVersion, so a charge made by admission in between is never overwritten: the write
-//! fails with a conflict and the quota is recomputed.
+//! A quota is recomputed when its limits change (not its `status.used`: that is admission's
+//! charges), when an object of a kind it commonly counts is deleted in its namespace (services,
+//! configmaps, secrets, claims, replication controllers; pods on any change), and every
+//! [`RESYNC`], as upstream's controller replenishes on deletions and resyncs. The write carries
+//! the quota's resourceVersion, so a charge made while it computed fails the write with a
+//! conflict and the quota is recomputed.
+//!
+//! Not on creates: admission charges the quota and then stores the object, and a recompute
+//! that lists in between counts the object as absent and, with the quota's current
+//! resourceVersion, writes the charge away; concurrent creates then overran a quota (an e2e
+//! test saw 6 and 7 configmaps admitted under a limit of 5). A resync can still meet that
+//! window, as upstream's can.
 
 use crate::pod_index::SharedPods;
 use futures::StreamExt;
@@ -18,8 +25,8 @@ use k8s_openapi::api::core::v1::{
 };
 use kube::api::{Api, ApiResource, DynamicObject, ListParams, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher;
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{watcher, PredicateConfig, WatchStreamExt};
 use kube::Client;
 use kumo_api::quota;
 use serde_json::{json, Value};
@@ -62,35 +69,68 @@ pub async fn run(
     shared: SharedPods,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let controller =
-        Controller::new(Api::<ResourceQuota>::all(client.clone()), watcher::Config::default());
+    let (reader, writer) = reflector::store();
+    let quotas = reflector::reflector(
+        writer,
+        watcher(Api::<ResourceQuota>::all(client.clone()), watcher::Config::default()),
+    )
+    .default_backoff()
+    .applied_objects()
+    .predicate_filter(limits, PredicateConfig::default());
+    let controller = Controller::for_stream(quotas, reader);
     let store = controller.store();
     let (s1, s2, s3, s4, s5, s6) =
         (store.clone(), store.clone(), store.clone(), store.clone(), store.clone(), store);
-    let cfg = watcher::Config::default;
     controller
         .watches_shared_stream(shared.subscribe(), move |o| {
             quotas_in(&s1, o.metadata.namespace.as_ref())
         })
-        .watches(Api::<Service>::all(client.clone()), cfg(), move |o| {
+        .watches_stream(deleted(Api::<Service>::all(client.clone())), move |o| {
             quotas_in(&s2, o.metadata.namespace.as_ref())
         })
-        .watches(Api::<ConfigMap>::all(client.clone()), cfg(), move |o| {
+        .watches_stream(deleted(Api::<ConfigMap>::all(client.clone())), move |o| {
             quotas_in(&s3, o.metadata.namespace.as_ref())
         })
-        .watches(Api::<Secret>::all(client.clone()), cfg(), move |o| {
+        .watches_stream(deleted(Api::<Secret>::all(client.clone())), move |o| {
             quotas_in(&s4, o.metadata.namespace.as_ref())
         })
-        .watches(Api::<PersistentVolumeClaim>::all(client.clone()), cfg(), move |o| {
+        .watches_stream(deleted(Api::<PersistentVolumeClaim>::all(client.clone())), move |o| {
             quotas_in(&s5, o.metadata.namespace.as_ref())
         })
-        .watches(Api::<ReplicationController>::all(client.clone()), cfg(), move |o| {
+        .watches_stream(deleted(Api::<ReplicationController>::all(client.clone())), move |o| {
             quotas_in(&s6, o.metadata.namespace.as_ref())
         })
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, Arc::new(client))
         .for_each(|res| crate::log_outcome(res, "resourcequota reconcile"))
         .await;
+}
+
+/// What of a quota calls for a recompute: its limits and scopes, and a status that does not
+/// show them yet (a new quota). Not `status.used`, which admission's charges change.
+fn limits(q: &ResourceQuota) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    serde_json::to_string(&q.spec).unwrap_or_default().hash(&mut h);
+    let hard = q.status.as_ref().map(|s| &s.hard);
+    serde_json::to_string(&hard).unwrap_or_default().hash(&mut h);
+    Some(h.finish())
+}
+
+/// The objects of `api` as they are deleted (what gives quota back).
+fn deleted<K>(
+    api: Api<K>,
+) -> impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+{
+    watcher(api, watcher::Config::default()).default_backoff().filter_map(|e| async move {
+        match e {
+            Ok(watcher::Event::Delete(o)) => Some(Ok(o)),
+            Ok(_) => None,
+            Err(e) => Some(Err(e)),
+        }
+    })
 }
 
 fn error_policy(_q: Arc<ResourceQuota>, err: &Error, _client: Arc<Client>) -> Action {
