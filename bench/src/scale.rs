@@ -115,6 +115,7 @@ struct PodLite {
 #[serde(default, rename_all = "camelCase")]
 struct MetaLite {
     uid: String,
+    name: String,
     owner_references: Vec<OwnerLite>,
 }
 
@@ -218,7 +219,15 @@ impl Tracker {
                         e.2 += 1;
                         let (cpu, mem, pods) = self.capacity;
                         if e.0 > cpu || e.1 > mem || e.2 > pods {
-                            self.overcommitted.insert(node.clone());
+                            if self.overcommitted.insert(node.clone()) {
+                                // What it looked like, to tell a real over-commitment from a
+                                // missed event: the pods this watch counts on the node.
+                                println!(
+                                    "  over-committed: {node} holds {}m cpu, {} MiB, {} pods \
+                                     (pod {} added) after {} re-lists",
+                                    e.0, e.1, e.2, p.metadata.name, self.relists
+                                );
+                            }
                         }
                         rec.holds = true;
                     }
