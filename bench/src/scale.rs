@@ -218,16 +218,16 @@ impl Tracker {
                         e.1 += rec.memory_mib;
                         e.2 += 1;
                         let (cpu, mem, pods) = self.capacity;
-                        if e.0 > cpu || e.1 > mem || e.2 > pods {
-                            if self.overcommitted.insert(node.clone()) {
-                                // What it looked like, to tell a real over-commitment from a
-                                // missed event: the pods this watch counts on the node.
-                                println!(
-                                    "  over-committed: {node} holds {}m cpu, {} MiB, {} pods \
-                                     (pod {} added) after {} re-lists",
-                                    e.0, e.1, e.2, p.metadata.name, self.relists
-                                );
-                            }
+                        // What it looked like, to tell a real over-commitment from a missed
+                        // event: what this watch counts on the node.
+                        if (e.0 > cpu || e.1 > mem || e.2 > pods)
+                            && self.overcommitted.insert(node.clone())
+                        {
+                            println!(
+                                "  over-committed: {node} holds {}m cpu, {} MiB, {} pods \
+                                 (pod {} added) after {} re-lists",
+                                e.0, e.1, e.2, p.metadata.name, self.relists
+                            );
                         }
                         rec.holds = true;
                     }
