@@ -140,9 +140,9 @@ pub async fn run(client: kube::Client, profiles: Vec<Profile>, shutdown: impl Fu
     let (mut state, mut outcomes) = Loop::new(client, profiles, budgets);
     tokio::pin!(nodes, pods, budget_events, storage, shutdown);
     let mut tick = tokio::time::interval(TICK);
-    // Events first, then scheduling in bounded rounds: a round that ran until the queue was
-    // empty (100,000 pending pods at 5,000 nodes) left the watches unread for seconds, their
-    // server-side buffers overflowed, and the scheduler re-listed every pod again and again.
+    // Events first, then scheduling in bounded rounds: a round that runs until the queue is
+    // empty (100,000 pending pods at 5,000 nodes) leaves the watches unread for seconds, and
+    // an unread watch's buffer in the server overflows (docs/adr/0017).
     let mut events_since_round = 0usize;
     let mut work = false;
     loop {
