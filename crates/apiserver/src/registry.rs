@@ -220,7 +220,10 @@ impl Registry {
         }
         let filtering = !opts.labels.is_empty() || !opts.fields.is_empty();
         let mut count = 0;
-        let mut revision;
+        // A page read in several chunks (a selector that skips most keys) is as of its first
+        // chunk: a watch from a later chunk's revision could miss changes to what the earlier
+        // chunks returned. Continued pages keep the first page's revision the same way.
+        let mut revision = pinned_rev;
         loop {
             // Fetch a little more than asked when filtering, to fill the page in few rounds.
             let want = if opts.limit == 0 {
@@ -238,7 +241,7 @@ impl Registry {
                     limit: want,
                 })
                 .await?;
-            revision = pinned_rev.unwrap_or(page.revision);
+            let revision = *revision.get_or_insert(page.revision);
             let page_last = page.kvs.last().map(|kv| kv.key.clone());
             let mut last_key = None;
             let mut filled = false;
