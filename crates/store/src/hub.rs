@@ -240,8 +240,8 @@ impl Watcher {
 /// holds and then registers again from the history, as a new watch from its last revision
 /// would: a burst longer than the channel costs nothing while the history still reaches
 /// back. Only a watcher further behind than the history ends, with `Compacted`. At 5,000 hollow
-/// nodes the scheduler's pod watch overflowed its 10,000 events within seconds of a busy
-/// stretch, every time costing a re-list of 100,000 pods.
+/// nodes the scheduler's pod watch overflowed its 10,000 events, and each overflow cost a
+/// re-list of about 100,000 pods (docs/adr/0017).
 struct WatchReceiver {
     replay: VecDeque<Arc<WatchEvent>>,
     rx: mpsc::Receiver<Arc<WatchEvent>>,
