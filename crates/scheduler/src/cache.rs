@@ -204,14 +204,14 @@ impl Cache {
     /// Records a pod bound by the API (`spec.nodeName` set). Confirms an assumed pod, moves a
     /// pod whose node changed, and drops pods that finished (`Succeeded`/`Failed`), since they
     /// no longer hold resources. Pods without a node are ignored.
-    pub fn add_pod(&mut self, pod: &Pod) -> Result<(), CacheError> {
-        let key = pod_key(pod);
+    pub fn add_pod(&mut self, pod: Pod) -> Result<(), CacheError> {
+        let key = pod_key(&pod);
         let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
         if matches!(phase, Some("Succeeded" | "Failed")) {
             self.remove_pod(&key);
             return Ok(());
         }
-        let info = PodInfo::new(Arc::new(pod.clone()))?;
+        let info = PodInfo::new(Arc::new(pod))?;
         let Some(node) = info.node_name().map(str::to_string) else {
             return Ok(());
         };
@@ -301,7 +301,7 @@ pub(crate) mod tests {
         cache.add_node(&node("n1", "4", "8Gi")).ok();
         let builder = pod("p1").cpu("1");
         cache.assume_pod(Arc::new(builder.clone().info()), "n1").ok();
-        cache.add_pod(&builder.node("n1").build()).ok();
+        cache.add_pod(builder.node("n1").build()).ok();
         assert_eq!(cache.pod_node("default/p1"), Some(("n1", false)));
         assert_eq!(cache.node("n1").map(|n| n.requested.milli_cpu), Some(1000));
         // forget does not undo a confirmed binding
@@ -312,7 +312,7 @@ pub(crate) mod tests {
     #[test]
     fn pod_before_node_is_counted_when_node_arrives() {
         let mut cache = Cache::new();
-        cache.add_pod(&pod("p1").cpu("2").node("n1").build()).ok();
+        cache.add_pod(pod("p1").cpu("2").node("n1").build()).ok();
         cache.add_node(&node("n1", "4", "8Gi")).ok();
         assert_eq!(cache.node("n1").map(|n| n.requested.milli_cpu), Some(2000));
         cache.remove_node("n1");
@@ -326,9 +326,9 @@ pub(crate) mod tests {
         let mut cache = Cache::new();
         cache.add_node(&node("n1", "4", "8Gi")).ok();
         let running = pod("p1").cpu("1").host_port(80).node("n1");
-        cache.add_pod(&running.clone().build()).ok();
+        cache.add_pod(running.clone().build()).ok();
         assert_eq!(cache.node("n1").map(|n| n.used_ports.len()), Some(1));
-        cache.add_pod(&running.phase("Succeeded").build()).ok();
+        cache.add_pod(running.phase("Succeeded").build()).ok();
         assert_eq!(cache.node("n1").map(|n| n.used_ports.len()), Some(0));
         assert_eq!(cache.node("n1").map(|n| n.requested.pods), Some(0));
     }

@@ -130,7 +130,7 @@ mod tests {
         }
         for (name, node, cpu, prio) in pods {
             let p = pod(name).cpu(cpu).node(node).priority(*prio).build();
-            c.add_pod(&p).expect("pod");
+            c.add_pod(p).expect("pod");
         }
         c
     }
@@ -170,9 +170,9 @@ mod tests {
             c.add_node(&NodeBuilder::new(name).cpu("1").memory("8Gi").pods("110").build())
                 .expect("node");
         }
-        c.add_pod(&pod("guarded").cpu("1").node("a").priority(0).label("app", "db").build())
+        c.add_pod(pod("guarded").cpu("1").node("a").priority(0).label("app", "db").build())
             .expect("pod");
-        c.add_pod(&pod("free").cpu("1").node("b").priority(5).build()).expect("pod");
+        c.add_pod(pod("free").cpu("1").node("b").priority(5).build()).expect("pod");
         let budget = Budget {
             namespace: "default".into(),
             selector: k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector {

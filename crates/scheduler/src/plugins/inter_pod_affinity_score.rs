@@ -105,8 +105,8 @@ mod tests {
                 )
                 .expect("node");
         }
-        cache.add_pod(&pod("cache-0").label("app", "cache").node("a").build()).expect("pod");
-        cache.add_pod(&pod("web-0").label("app", "web").node("c").build()).expect("pod");
+        cache.add_pod(pod("cache-0").label("app", "cache").node("a").build()).expect("pod");
+        cache.add_pod(pod("web-0").label("app", "web").node("c").build()).expect("pod");
         let affinity = Affinity {
             pod_affinity: Some(PodAffinity {
                 preferred_during_scheduling_ignored_during_execution: Some(vec![term(10, "cache")]),
