@@ -84,7 +84,11 @@ pub fn set_resource_version(obj: &mut Value, rev: i64) {
 /// Encode for the store: the object without `resourceVersion` (skipped while writing, so no
 /// copy of the object is made on every write).
 pub fn to_bytes(obj: &Value) -> Vec<u8> {
-    serde_json::to_vec(&WithoutResourceVersion(obj)).unwrap_or_default()
+    let mut bytes = serde_json::to_vec(&WithoutResourceVersion(obj)).unwrap_or_default();
+    // These bytes live on in the store's watch history (and its byte budget counts their
+    // length): without the doubling growth's spare capacity, a third less on average.
+    bytes.shrink_to_fit();
+    bytes
 }
 
 struct WithoutResourceVersion<'a>(&'a Value);
