@@ -526,14 +526,18 @@ fn list_meta(revision: &i64, continue_token: Option<&str>, remaining: Option<u64
 }
 
 /// A whole-object list, each item encoded as soon as it is read (the items are never all held
-/// as decoded objects; ADR 0016). The body goes out as three chunks, head, items and tail, so
-/// the items are not copied again to put the metadata, known only at the end, in front.
+/// as decoded objects; ADR 0016). A page (`limit`) goes out as three chunks, head, items and
+/// tail, so the items are not copied again to put the metadata, known only at the end, in
+/// front; a whole list is streamed (see [`streamed_list`]).
 async fn encoded_list(
     reg: &Registry,
     r: &Resource,
     ns: Option<&str>,
     opts: &ListOptions,
 ) -> ApiResult<Response> {
+    if opts.limit == 0 && opts.continue_token.is_none() {
+        return streamed_list(reg, r, ns, opts).await;
+    }
     let mut items = Vec::with_capacity(4096);
     let meta = reg
         .list_each(r, ns, opts, |obj| {
@@ -558,6 +562,79 @@ async fn encoded_list(
     resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     resp.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(len));
     Ok(resp)
+}
+
+/// A whole list read from one snapshot of the store in chunks, each chunk encoded when the
+/// connection is ready for more: however many objects match, the server holds a chunk of
+/// stored values and of JSON at a time (a list of 150,000 pods held all of their stored values
+/// and all of their JSON, well over a gigabyte). Its metadata (only the revision: no
+/// `continue` without `limit`) is known from the snapshot, so it goes first, as usual. A
+/// failure after the head has gone out can no longer be a `Status`: the body is cut off,
+/// which the client sees as a broken response, never as a short list.
+async fn streamed_list(
+    reg: &Registry,
+    r: &Resource,
+    ns: Option<&str>,
+    opts: &ListOptions,
+) -> ApiResult<Response> {
+    use futures::StreamExt;
+    let kumo_store::RangeChunks { revision, chunks } = reg.list_chunks(r, ns).await?;
+    let head = format!(
+        r#"{{"kind":{},"apiVersion":{},"metadata":{},"items":["#,
+        Value::String(format!("{}List", r.kind)),
+        Value::String(r.api_version()),
+        list_meta(&revision, None, None),
+    );
+    struct Items {
+        chunks: futures::stream::BoxStream<
+            'static,
+            Result<Vec<kumo_store::KeyValue>, kumo_store::StoreError>,
+        >,
+        r: Resource,
+        opts: ListOptions,
+        first: bool,
+    }
+    let state = Items { chunks, r: r.clone(), opts: opts.clone(), first: true };
+    let items = futures::stream::unfold(Some(state), |state| async move {
+        let mut st = state?;
+        // Chunks whose values all miss the selectors add nothing: read on to one that does.
+        loop {
+            let kvs = match st.chunks.next().await? {
+                Ok(kvs) => kvs,
+                Err(e) => return Some((Err(list_cut_off(&st.r, &e.to_string())), None)),
+            };
+            let mut buf = Vec::new();
+            for kv in &kvs {
+                let encoded = crate::registry::list_item(&st.r, &st.opts, kv).and_then(|item| {
+                    let Some(obj) = item else { return Ok(()) };
+                    if !std::mem::take(&mut st.first) {
+                        buf.push(b',');
+                    }
+                    serde_json::to_writer(&mut buf, &obj).map_err(|e| {
+                        ApiError::Internal(format!("could not encode a list item: {e}"))
+                    })
+                });
+                if let Err(e) = encoded {
+                    return Some((Err(list_cut_off(&st.r, &e.to_string())), None));
+                }
+            }
+            if !buf.is_empty() {
+                return Some((Ok(bytes::Bytes::from(buf)), Some(st)));
+            }
+        }
+    });
+    let stream = futures::stream::once(async move { Ok(bytes::Bytes::from(head)) })
+        .chain(items)
+        .chain(futures::stream::once(async { Ok(bytes::Bytes::from_static(b"]}")) }));
+    let mut resp = Response::new(Body::from_stream(stream));
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    Ok(resp)
+}
+
+/// A streamed list that failed after its head went out: logged, and the body is cut off.
+fn list_cut_off(r: &Resource, why: &str) -> std::io::Error {
+    tracing::warn!(resource = %r.group_resource(), error = %why, "a streamed list was cut off");
+    std::io::Error::other(why.to_string())
 }
 
 fn watch_response(

@@ -204,10 +204,7 @@ impl Registry {
         opts: &ListOptions,
         mut each: impl FnMut(Value) -> ApiResult<()> + Send,
     ) -> ApiResult<ListMeta> {
-        let prefix = match ns {
-            Some(ns) if r.namespaced => format!("{}{ns}/", r.key_prefix()),
-            _ => r.key_prefix(),
-        };
+        let prefix = list_prefix(r, ns);
         let mut start_after = None;
         let mut pinned_rev = None;
         if let Some(token) = &opts.continue_token {
@@ -247,17 +244,9 @@ impl Registry {
             let mut filled = false;
             // Consumed as it goes: each stored value is freed once its object is handed on.
             for kv in page.kvs {
-                if !opts.labels.is_empty() {
-                    if let Some(labels) = object::peek_labels(&kv.value) {
-                        if !opts.labels.matches(labels.as_ref()) {
-                            last_key = Some(kv.key);
-                            continue;
-                        }
-                    }
-                }
-                let obj = decode(r, &kv)?;
+                let item = list_item(r, opts, &kv)?;
                 last_key = Some(kv.key);
-                if opts.labels.matches(object::labels(&obj)) && opts.fields.matches(&obj) {
+                if let Some(obj) = item {
                     each(obj)?;
                     count += 1;
                 }
@@ -279,6 +268,19 @@ impl Registry {
             }
             start_after = last_key;
         }
+    }
+
+    /// A whole list (no `limit`, no `continue`) from one snapshot of the store, read in chunks
+    /// as the caller takes them: the snapshot's revision, and the stored values chunk by chunk
+    /// (each goes through [`list_item`]). A list of every pod then holds a chunk of them, not
+    /// all of them and their encoding at once (at 150,000 pods that was over a gigabyte).
+    pub async fn list_chunks(
+        &self,
+        r: &Resource,
+        ns: Option<&str>,
+    ) -> ApiResult<kumo_store::RangeChunks> {
+        let req = RangeRequest { prefix: list_prefix(r, ns), start_after: None, limit: 0 };
+        Ok(self.store.range_chunks(req, LIST_CHUNK).await?)
     }
 
     /// Create an object in namespace `ns` (from the URL).
@@ -776,6 +778,35 @@ fn stored(r: &Resource, obj: &Value) -> Vec<u8> {
         return object::to_bytes(&kumo_api::events::to_core(obj));
     }
     object::to_bytes(obj)
+}
+
+/// How many stored values [`Registry::list_chunks`] reads at a time.
+const LIST_CHUNK: usize = 256;
+
+/// The store prefix a list of `r` in `ns` reads.
+fn list_prefix(r: &Resource, ns: Option<&str>) -> String {
+    match ns {
+        Some(ns) if r.namespaced => format!("{}{ns}/", r.key_prefix()),
+        _ => r.key_prefix(),
+    }
+}
+
+/// What a list returns for the stored `kv`: the object, when it matches `opts`' selectors.
+/// Labels are read off the stored bytes first, so most misses are not decoded.
+pub fn list_item(
+    r: &Resource,
+    opts: &ListOptions,
+    kv: &kumo_store::KeyValue,
+) -> ApiResult<Option<Value>> {
+    if !opts.labels.is_empty() {
+        if let Some(labels) = object::peek_labels(&kv.value) {
+            if !opts.labels.matches(labels.as_ref()) {
+                return Ok(None);
+            }
+        }
+    }
+    let obj = decode(r, kv)?;
+    Ok((opts.labels.matches(object::labels(&obj)) && opts.fields.matches(&obj)).then_some(obj))
 }
 
 /// Decode a stored object for the version `r` serves.

@@ -17,8 +17,10 @@ use self::writer::Writer;
 use crate::hub::WatchHub;
 use crate::op::WriteOp;
 use crate::{
-    KeyValue, RangeRequest, RangeResponse, Revision, Store, StoreError, StoreOptions, WatchStream,
+    KeyValue, RangeChunks, RangeRequest, RangeResponse, Revision, Store, StoreError, StoreOptions,
+    WatchStream,
 };
+use futures::StreamExt;
 
 /// A [`Store`] kept in a redb file. An acknowledged write has been fsynced; concurrent writes
 /// share one transaction and one fsync. Watch history lives in memory only, so after a restart
@@ -113,6 +115,64 @@ fn range_blocking(db: &Database, req: &RangeRequest) -> Result<RangeResponse, St
     Ok(RangeResponse { kvs, more: remaining > 0, remaining: counted, revision })
 }
 
+/// Reads a prefix from one read transaction, sending it to `chunks` `chunk` keys at a time;
+/// the snapshot's revision goes to `revision` first. Runs on a blocking thread, which waits
+/// while the reader has a chunk it has not taken, and stops when the reader is gone.
+fn range_chunks_blocking(
+    db: &Database,
+    req: &RangeRequest,
+    chunk: usize,
+    revision: tokio::sync::oneshot::Sender<Result<Revision, StoreError>>,
+    chunks: &tokio::sync::mpsc::Sender<Result<Vec<KeyValue>, StoreError>>,
+) {
+    let opened = (|| {
+        let txn = db.begin_read().map_err(backend("begin read"))?;
+        let meta = txn.open_table(META).map_err(backend("open meta table"))?;
+        let rev =
+            meta.get(REVISION).map_err(backend("read revision"))?.map_or(1, |rev| rev.value());
+        let keys = txn.open_table(KEYS).map_err(backend("open keys table"))?;
+        Ok::<_, StoreError>((rev, keys))
+    })();
+    let keys = match opened {
+        Ok((rev, keys)) => {
+            if revision.send(Ok(rev)).is_err() {
+                return;
+            }
+            keys
+        }
+        Err(err) => {
+            let _ = revision.send(Err(err));
+            return;
+        }
+    };
+    let read = (|| {
+        let entries =
+            keys.range::<&str>((req.start_bound(), Bound::Unbounded)).map_err(backend("range"))?;
+        let mut kvs = Vec::with_capacity(chunk);
+        for entry in entries {
+            let (key, record) = entry.map_err(backend("range"))?;
+            let key = key.value();
+            if !key.starts_with(&req.prefix) {
+                break;
+            }
+            kvs.push(decode(key, record.value())?);
+            if kvs.len() >= chunk {
+                let full = std::mem::replace(&mut kvs, Vec::with_capacity(chunk));
+                if chunks.blocking_send(Ok(full)).is_err() {
+                    return Ok(());
+                }
+            }
+        }
+        if !kvs.is_empty() {
+            let _ = chunks.blocking_send(Ok(kvs));
+        }
+        Ok(())
+    })();
+    if let Err(err) = read {
+        let _ = chunks.blocking_send(Err(err));
+    }
+}
+
 /// How many keys past a page are counted for `remaining` (a list's `remainingItemCount`, an
 /// estimate that clients must not rely on; beyond this it is left out). Counting every key made
 /// each page of a paginated list walk the rest of the range (150,000 pods in pages of 500:
@@ -143,6 +203,28 @@ impl Store for EmbeddedStore {
         tokio::task::spawn_blocking(move || range_blocking(&db, &req))
             .await
             .map_err(backend("range task"))?
+    }
+
+    async fn range_chunks(
+        &self,
+        req: RangeRequest,
+        chunk: usize,
+    ) -> Result<RangeChunks, StoreError> {
+        let db = Arc::clone(&self.db);
+        let chunk = chunk.max(1);
+        let (rev_tx, rev_rx) = tokio::sync::oneshot::channel();
+        // One chunk waits in the channel while the reader works on the one before it.
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        tokio::task::spawn_blocking(move || range_chunks_blocking(&db, &req, chunk, rev_tx, &tx));
+        let revision =
+            rev_rx.await.map_err(|_| StoreError::Backend("range task ended".into()))??;
+        let chunks =
+            futures::stream::unfold(
+                rx,
+                |mut rx| async move { rx.recv().await.map(|item| (item, rx)) },
+            )
+            .boxed();
+        Ok(RangeChunks { revision, chunks })
     }
 
     async fn create(&self, key: &str, value: Vec<u8>) -> Result<KeyValue, StoreError> {

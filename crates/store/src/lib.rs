@@ -61,7 +61,7 @@ mod types;
 pub use embedded::EmbeddedStore;
 pub use error::StoreError;
 pub use mem::MemStore;
-pub use store::{Store, WatchStream};
+pub use store::{RangeChunks, Store, WatchStream};
 pub use types::{
     EventKind, KeyValue, RangeRequest, RangeResponse, Revision, StoreOptions, WatchEvent,
 };

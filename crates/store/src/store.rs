@@ -1,10 +1,20 @@
 //! The `Store` trait: the seam between the API server and its storage backends.
 
 use crate::{KeyValue, RangeRequest, RangeResponse, Revision, StoreError, WatchEvent};
+use futures::StreamExt;
 
 /// The stream a [`Store::watch`] returns. It ends after an `Err` item (`Compacted` when the
 /// watcher fell behind, `Closed` when the store shut down). Dropping it unregisters the watcher.
 pub type WatchStream = futures::stream::BoxStream<'static, Result<WatchEvent, StoreError>>;
+
+/// What [`Store::range_chunks`] returns: the snapshot's revision, then its keys chunk by chunk.
+/// The stream ends after an `Err` item.
+pub struct RangeChunks {
+    /// The store revision the snapshot is at.
+    pub revision: Revision,
+    /// The keys, in key order, in chunks handed over as the caller takes them.
+    pub chunks: futures::stream::BoxStream<'static, Result<Vec<KeyValue>, StoreError>>,
+}
 
 /// A key-value store with etcd's semantics: one global revision, compare-and-swap writes on
 /// `mod_revision`, ordered prefix ranges, and watches that resume from a revision.
@@ -18,6 +28,27 @@ pub trait Store: Send + Sync + 'static {
 
     /// Keys under `req.prefix`, in key order, from one consistent snapshot.
     async fn range(&self, req: RangeRequest) -> Result<RangeResponse, StoreError>;
+
+    /// Every key under `req.prefix` after `req.start_after` (`req.limit` is not used) from one
+    /// consistent snapshot, handed over in chunks of at most `chunk` keys as the caller takes
+    /// them: a reader of every pod holds a chunk or two of values, not all of them. The default
+    /// reads them all with [`Store::range`] and hands them over in chunks (for a store that
+    /// holds every value in memory anyway).
+    async fn range_chunks(
+        &self,
+        req: RangeRequest,
+        chunk: usize,
+    ) -> Result<RangeChunks, StoreError> {
+        let page = self.range(RangeRequest { limit: 0, ..req }).await?;
+        let mut kvs = page.kvs.into_iter().peekable();
+        let chunk = chunk.max(1);
+        let chunks = futures::stream::iter(std::iter::from_fn(move || {
+            kvs.peek()?;
+            Some(Ok(kvs.by_ref().take(chunk).collect()))
+        }))
+        .boxed();
+        Ok(RangeChunks { revision: page.revision, chunks })
+    }
 
     /// Creates `key`; `AlreadyExists` if present. Returns the stored kv.
     async fn create(&self, key: &str, value: Vec<u8>) -> Result<KeyValue, StoreError>;

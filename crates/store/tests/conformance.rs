@@ -68,6 +68,7 @@ conformance_suite!(
     delete_checks_precondition_and_returns_deleted_value,
     range_returns_prefix_in_key_order_with_pagination,
     range_without_limit_returns_everything_and_its_revision,
+    range_chunks_hand_over_one_snapshot_in_chunks,
     revisions_increase_by_exactly_one_per_successful_write,
     watch_replays_history_then_delivers_live_events,
     watch_from_zero_starts_now,

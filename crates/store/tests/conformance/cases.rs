@@ -159,6 +159,34 @@ pub async fn range_without_limit_returns_everything_and_its_revision(new: &Facto
     assert_eq!(all.revision, 21);
 }
 
+pub async fn range_chunks_hand_over_one_snapshot_in_chunks(new: &Factory) {
+    let store = fresh(new);
+    store.create("/b/outside", vec![0]).await.unwrap();
+    for i in 0..25u8 {
+        store.create(&format!("/c/{i:02}"), vec![i]).await.unwrap();
+    }
+    store.create("/d/outside", vec![0]).await.unwrap();
+    let before = store.current_revision().await.unwrap();
+    let req = RangeRequest { prefix: "/c/".into(), ..RangeRequest::default() };
+    let mut read = store.range_chunks(req, 10).await.unwrap();
+    assert_eq!(read.revision, before);
+    let mut chunks = vec![read.chunks.next().await.unwrap().unwrap()];
+    // Writes after the first chunk was taken are in no chunk: the read is one snapshot.
+    store.update("/c/24", vec![99], None).await.unwrap();
+    store.delete("/c/20", None).await.unwrap();
+    store.create("/c/30", vec![30]).await.unwrap();
+    while let Some(chunk) = read.chunks.next().await {
+        chunks.push(chunk.unwrap());
+    }
+    assert!(chunks.iter().all(|c| !c.is_empty() && c.len() <= 10), "chunks of at most 10");
+    let kvs: Vec<_> = chunks.into_iter().flatten().collect();
+    let keys: Vec<_> = kvs.iter().map(|kv| kv.key.clone()).collect();
+    let want: Vec<_> = (0..25).map(|i| format!("/c/{i:02}")).collect();
+    assert_eq!(keys, want);
+    assert!(kvs.iter().enumerate().all(|(i, kv)| kv.value == vec![i as u8]));
+    assert!(kvs.iter().all(|kv| kv.mod_revision <= before));
+}
+
 pub async fn revisions_increase_by_exactly_one_per_successful_write(new: &Factory) {
     let store = fresh(new);
     let a = store.create("/a", vec![]).await.unwrap();
