@@ -780,8 +780,8 @@ fn stored(r: &Resource, obj: &Value) -> Vec<u8> {
     object::to_bytes(obj)
 }
 
-/// How many stored values [`Registry::list_chunks`] reads at a time.
-const LIST_CHUNK: usize = 256;
+/// How many stored values [`Registry::list_chunks`] reads at a time: a few MB of pods.
+const LIST_CHUNK: usize = 1_024;
 
 /// The store prefix a list of `r` in `ns` reads.
 fn list_prefix(r: &Resource, ns: Option<&str>) -> String {

@@ -173,6 +173,9 @@ fn range_chunks_blocking(
     }
 }
 
+/// How many chunks of a [`Store::range_chunks`] read are read ahead of its reader.
+const READ_AHEAD: usize = 4;
+
 /// How many keys past a page are counted for `remaining` (a list's `remainingItemCount`, an
 /// estimate that clients must not rely on; beyond this it is left out). Counting every key made
 /// each page of a paginated list walk the rest of the range (150,000 pods in pages of 500:
@@ -213,8 +216,11 @@ impl Store for EmbeddedStore {
         let db = Arc::clone(&self.db);
         let chunk = chunk.max(1);
         let (rev_tx, rev_rx) = tokio::sync::oneshot::channel();
-        // One chunk waits in the channel while the reader works on the one before it.
-        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        // Up to four chunks wait in the channel: a reader that filters most values out, and
+        // gets the CPU late on a busy server, then finds several ready instead of waking this
+        // thread for each (with one, a selector list of 150,000 pods in chunks of 256 took
+        // p99 40 s under the 5,000-node benchmark's load, against 9 s read as one range).
+        let (tx, rx) = tokio::sync::mpsc::channel(READ_AHEAD);
         tokio::task::spawn_blocking(move || range_chunks_blocking(&db, &req, chunk, rev_tx, &tx));
         let revision =
             rev_rx.await.map_err(|_| StoreError::Backend("range task ended".into()))??;

@@ -179,18 +179,18 @@ fn get_watch_sees_a_change() {
     assert!(seen.lines().any(|l| l.contains("DELETED") && l.contains("watched")), "{seen}");
 }
 
-/// A list without `limit` is read from the store in chunks and streamed: across chunk
-/// boundaries, and with a selector that only the last chunk matches, it must say what the
+/// A list without `limit` is read from the store in chunks (of 1,024) and streamed: across
+/// chunk boundaries, and with a selector that only the last chunk matches, it must say what the
 /// paged list says.
 #[test]
 fn a_whole_list_streamed_in_chunks_matches_the_paged_one() {
     let c = Cluster::start();
     c.kubectl(&["create", "namespace", "many"]);
     let mut docs = String::new();
-    for i in 0..700 {
-        let late = if i >= 650 { "yes" } else { "no" };
+    for i in 0..2100 {
+        let late = if i >= 2050 { "yes" } else { "no" };
         docs.push_str(&format!(
-            "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm-{i:03}\n  \
+            "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm-{i:04}\n  \
              labels: {{third: \"{}\", late: \"{late}\"}}\ndata: {{num: \"{i}\"}}\n",
             if i % 3 == 0 { "yes" } else { "no" }
         ));
@@ -211,12 +211,12 @@ fn a_whole_list_streamed_in_chunks_matches_the_paged_one() {
     let mut want = names(&paged);
     want.sort();
     assert_eq!(names(&whole), want, "the streamed list is in key order and complete");
-    assert_eq!(want.iter().filter(|n| n.starts_with("cm-")).count(), 700);
+    assert_eq!(want.iter().filter(|n| n.starts_with("cm-")).count(), 2100);
     assert!(whole["items"][5]["data"]["num"] == "5", "{}", whole["items"][5]);
     let thirds = raw("/api/v1/namespaces/many/configmaps?labelSelector=third%3Dyes");
-    assert_eq!(names(&thirds).len(), 234);
+    assert_eq!(names(&thirds).len(), 700);
     let late = raw("/api/v1/configmaps?labelSelector=late%3Dyes");
-    let want: Vec<String> = (650..700).map(|i| format!("cm-{i:03}")).collect();
+    let want: Vec<String> = (2050..2100).map(|i| format!("cm-{i:04}")).collect();
     assert_eq!(names(&late), want);
     let none = raw("/api/v1/namespaces/many/configmaps?labelSelector=late%3Dmaybe");
     assert_eq!(none["items"], serde_json::json!([]), "{none}");
