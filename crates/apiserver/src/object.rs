@@ -85,8 +85,8 @@ pub fn set_resource_version(obj: &mut Value, rev: i64) {
 /// copy of the object is made on every write).
 pub fn to_bytes(obj: &Value) -> Vec<u8> {
     let mut bytes = serde_json::to_vec(&WithoutResourceVersion(obj)).unwrap_or_default();
-    // These bytes live on in the store's watch history (and its byte budget counts their
-    // length): without the doubling growth's spare capacity, a third less on average.
+    // These bytes live on in the store's watch history, whose byte budget counts their
+    // length; the buffer grew by doubling, so up to half of it would be spare capacity.
     bytes.shrink_to_fit();
     bytes
 }

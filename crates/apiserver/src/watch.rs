@@ -44,8 +44,8 @@ fn line(event_type: &str, object: Value) -> Bytes {
     let mut v =
         serde_json::to_vec(&json!({"type": event_type, "object": object})).unwrap_or_default();
     v.push(b'\n');
-    // Rendered lines are kept (the rendered-event cache, every watcher's queue): without the
-    // doubling growth's spare capacity, a third less on average.
+    // Rendered lines are kept (the rendered-event cache, every watcher's queue); the buffer
+    // grew by doubling, so up to half of it would be spare capacity.
     v.shrink_to_fit();
     Bytes::from(v)
 }

@@ -217,9 +217,9 @@ impl Store for EmbeddedStore {
         let chunk = chunk.max(1);
         let (rev_tx, rev_rx) = tokio::sync::oneshot::channel();
         // Up to four chunks wait in the channel: a reader that filters most values out, and
-        // gets the CPU late on a busy server, then finds several ready instead of waking this
-        // thread for each (with one, a selector list of 150,000 pods in chunks of 256 took
-        // p99 40 s under the 5,000-node benchmark's load, against 9 s read as one range).
+        // gets the CPU late on a busy server, then finds several ready rather than waiting
+        // on this thread once per chunk (with one waiting, selector lists were several times
+        // slower under the scale benchmark's load; ADR 0018).
         let (tx, rx) = tokio::sync::mpsc::channel(READ_AHEAD);
         tokio::task::spawn_blocking(move || range_chunks_blocking(&db, &req, chunk, rev_tx, &tx));
         let revision =

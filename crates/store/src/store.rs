@@ -31,7 +31,7 @@ pub trait Store: Send + Sync + 'static {
 
     /// Every key under `req.prefix` after `req.start_after` (`req.limit` is not used) from one
     /// consistent snapshot, handed over in chunks of at most `chunk` keys as the caller takes
-    /// them: a reader of every pod holds a chunk or two of values, not all of them. The default
+    /// them: a reader of every pod holds a few chunks of values, not all of them. The default
     /// reads them all with [`Store::range`] and hands them over in chunks (for a store that
     /// holds every value in memory anyway).
     async fn range_chunks(
