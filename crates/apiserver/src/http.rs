@@ -525,6 +525,16 @@ fn list_meta(revision: &i64, continue_token: Option<&str>, remaining: Option<u64
     meta
 }
 
+/// The start of a list body, up to the opening of `items`.
+fn list_head(r: &Resource, meta: Value) -> String {
+    format!(
+        r#"{{"kind":{},"apiVersion":{},"metadata":{},"items":["#,
+        Value::String(format!("{}List", r.kind)),
+        Value::String(r.api_version()),
+        meta,
+    )
+}
+
 /// A whole-object list, each item encoded as soon as it is read (the items are never all held
 /// as decoded objects; ADR 0016). A page (`limit`) goes out as three chunks, head, items and
 /// tail, so the items are not copied again to put the metadata, known only at the end, in
@@ -548,12 +558,8 @@ async fn encoded_list(
                 .map_err(|e| ApiError::Internal(format!("could not encode a list item: {e}")))
         })
         .await?;
-    let head = format!(
-        r#"{{"kind":{},"apiVersion":{},"metadata":{},"items":["#,
-        Value::String(format!("{}List", r.kind)),
-        Value::String(r.api_version()),
-        list_meta(&meta.revision, meta.continue_token.as_deref(), meta.remaining),
-    );
+    let head =
+        list_head(r, list_meta(&meta.revision, meta.continue_token.as_deref(), meta.remaining));
     let len = head.len() + items.len() + 2;
     let chunks =
         [bytes::Bytes::from(head), bytes::Bytes::from(items), bytes::Bytes::from_static(b"]}")];
@@ -579,12 +585,7 @@ async fn streamed_list(
 ) -> ApiResult<Response> {
     use futures::StreamExt;
     let kumo_store::RangeChunks { revision, chunks } = reg.list_chunks(r, ns).await?;
-    let head = format!(
-        r#"{{"kind":{},"apiVersion":{},"metadata":{},"items":["#,
-        Value::String(format!("{}List", r.kind)),
-        Value::String(r.api_version()),
-        list_meta(&revision, None, None),
-    );
+    let head = list_head(r, list_meta(&revision, None, None));
     struct Items {
         chunks: futures::stream::BoxStream<
             'static,
