@@ -571,9 +571,9 @@ async fn encoded_list(
 }
 
 /// A whole list read from one snapshot of the store in chunks, each chunk encoded when the
-/// connection is ready for more: however many objects match, the server holds a chunk of
-/// stored values and of JSON at a time (a list of 150,000 pods held all of their stored values
-/// and all of their JSON, well over a gigabyte). Its metadata (only the revision: no
+/// connection is ready for more: however many objects match, the server holds a few chunks
+/// of stored values and one of JSON at a time (before, a list held all of its stored values
+/// and all of its JSON; ADR 0018). Its metadata (only the revision: no
 /// `continue` without `limit`) is known from the snapshot, so it goes first, as usual. A
 /// failure after the head has gone out can no longer be a `Status`: the body is cut off,
 /// which the client sees as a broken response, never as a short list.

@@ -272,8 +272,8 @@ impl Registry {
 
     /// A whole list (no `limit`, no `continue`) from one snapshot of the store, read in chunks
     /// as the caller takes them: the snapshot's revision, and the stored values chunk by chunk
-    /// (each goes through [`list_item`]). A list of every pod then holds a chunk of them, not
-    /// all of them and their encoding at once (at 150,000 pods that was over a gigabyte).
+    /// (each goes through [`list_item`]). A list of every pod then holds a few chunks, not
+    /// all of them and their encoding at once.
     pub async fn list_chunks(
         &self,
         r: &Resource,
