@@ -82,27 +82,43 @@ fn initialize(db: &Database) -> Result<Revision, StoreError> {
     Ok(revision)
 }
 
-/// One consistent read of a prefix (runs on a blocking thread).
-fn range_blocking(db: &Database, req: &RangeRequest) -> Result<RangeResponse, StoreError> {
+/// A read snapshot of the store: its revision and its keys (the table keeps the read
+/// transaction open).
+fn snapshot(db: &Database) -> Result<(Revision, Keys), StoreError> {
     let txn = db.begin_read().map_err(backend("begin read"))?;
     let meta = txn.open_table(META).map_err(backend("open meta table"))?;
     let revision =
         meta.get(REVISION).map_err(backend("read revision"))?.map_or(1, |rev| rev.value());
     let keys = txn.open_table(KEYS).map_err(backend("open keys table"))?;
+    Ok((revision, keys))
+}
+
+type Keys = redb::ReadOnlyTable<&'static str, &'static [u8]>;
+type Entry = (redb::AccessGuard<'static, &'static str>, redb::AccessGuard<'static, &'static [u8]>);
+
+/// The stored entries under `req`'s prefix from where `req` starts, in key order.
+fn prefix_entries<'r>(
+    keys: &Keys,
+    req: &'r RangeRequest,
+) -> Result<impl Iterator<Item = Result<Entry, StoreError>> + 'r, StoreError> {
     let entries =
         keys.range::<&str>((req.start_bound(), Bound::Unbounded)).map_err(backend("range"))?;
+    Ok(entries.map(|entry| entry.map_err(backend("range"))).take_while(
+        |entry| !matches!(entry, Ok((key, _)) if !key.value().starts_with(&req.prefix)),
+    ))
+}
+
+/// One consistent read of a prefix (runs on a blocking thread).
+fn range_blocking(db: &Database, req: &RangeRequest) -> Result<RangeResponse, StoreError> {
+    let (revision, keys) = snapshot(db)?;
     let limit = if req.limit == 0 { usize::MAX } else { req.limit };
     let mut kvs = Vec::new();
     let mut remaining = 0u64;
     let mut counted_all = true;
-    for entry in entries {
-        let (key, record) = entry.map_err(backend("range"))?;
-        let key = key.value();
-        if !key.starts_with(&req.prefix) {
-            break;
-        }
+    for entry in prefix_entries(&keys, req)? {
+        let (key, record) = entry?;
         if kvs.len() < limit {
-            kvs.push(decode(key, record.value())?);
+            kvs.push(decode(key.value(), record.value())?);
         } else {
             remaining += 1;
             if remaining > REMAINING_COUNT_MAX {
@@ -125,15 +141,7 @@ fn range_chunks_blocking(
     revision: tokio::sync::oneshot::Sender<Result<Revision, StoreError>>,
     chunks: &tokio::sync::mpsc::Sender<Result<Vec<KeyValue>, StoreError>>,
 ) {
-    let opened = (|| {
-        let txn = db.begin_read().map_err(backend("begin read"))?;
-        let meta = txn.open_table(META).map_err(backend("open meta table"))?;
-        let rev =
-            meta.get(REVISION).map_err(backend("read revision"))?.map_or(1, |rev| rev.value());
-        let keys = txn.open_table(KEYS).map_err(backend("open keys table"))?;
-        Ok::<_, StoreError>((rev, keys))
-    })();
-    let keys = match opened {
+    let keys = match snapshot(db) {
         Ok((rev, keys)) => {
             if revision.send(Ok(rev)).is_err() {
                 return;
@@ -146,16 +154,10 @@ fn range_chunks_blocking(
         }
     };
     let read = (|| {
-        let entries =
-            keys.range::<&str>((req.start_bound(), Bound::Unbounded)).map_err(backend("range"))?;
         let mut kvs = Vec::with_capacity(chunk);
-        for entry in entries {
-            let (key, record) = entry.map_err(backend("range"))?;
-            let key = key.value();
-            if !key.starts_with(&req.prefix) {
-                break;
-            }
-            kvs.push(decode(key, record.value())?);
+        for entry in prefix_entries(&keys, req)? {
+            let (key, record) = entry?;
+            kvs.push(decode(key.value(), record.value())?);
             if kvs.len() >= chunk {
                 let full = std::mem::replace(&mut kvs, Vec::with_capacity(chunk));
                 if chunks.blocking_send(Ok(full)).is_err() {
