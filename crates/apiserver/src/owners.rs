@@ -21,6 +21,9 @@ use std::time::Duration;
 /// Every key the index follows.
 const PREFIX: &str = "/registry/";
 
+/// Stored values read at a time when the index starts (or starts again).
+const READ_CHUNK: usize = 1_024;
+
 /// Keys by owner uid and owner uids by key.
 #[derive(Debug, Default)]
 struct Graph {
@@ -156,17 +159,21 @@ impl OwnerIndex {
     async fn follow(&self, store: &Arc<dyn Store>) -> Result<(), kumo_store::StoreError> {
         let Some(applied) = self.applied.get() else { return Ok(()) };
         applied.send_replace(0);
-        let page =
-            store.range(RangeRequest { prefix: PREFIX.into(), ..Default::default() }).await?;
-        {
-            let mut fresh = Graph::default();
-            for kv in &page.kvs {
+        // In chunks, each dropped once filed: the index outlives the read by the watch's whole
+        // life, and a page of every stored value held that long was a third of the heap at
+        // 30,000 pods (jemalloc profile, ADR 0019).
+        let mut read = store
+            .range_chunks(RangeRequest { prefix: PREFIX.into(), ..Default::default() }, READ_CHUNK)
+            .await?;
+        let mut fresh = Graph::default();
+        while let Some(chunk) = read.chunks.next().await {
+            for kv in chunk? {
                 fresh.put(&kv.key, &kv.value);
             }
-            *self.graph() = fresh;
         }
-        applied.send_replace(page.revision);
-        let mut events = store.watch(PREFIX, page.revision).await?;
+        *self.graph() = fresh;
+        applied.send_replace(read.revision);
+        let mut events = store.watch(PREFIX, read.revision).await?;
         while let Some(event) = events.next().await {
             let event = event?;
             {

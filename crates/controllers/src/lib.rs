@@ -65,7 +65,8 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use std::future::Future;
 
-/// A watch of every pod for a reflector, without `managedFields` (see [`lean_watcher`]).
+/// A watch of every pod for a reflector, without `managedFields` (see [`lean_watcher`]) and
+/// without what [`lean_pod`] drops.
 pub(crate) fn pod_watcher(
     client: &kube::Client,
 ) -> impl futures::Stream<
@@ -75,7 +76,38 @@ pub(crate) fn pod_watcher(
     >,
 > + Send
        + 'static {
-    lean_watcher(kube::Api::all(client.clone()))
+    use kube::runtime::WatchStreamExt;
+    lean_watcher(kube::Api::all(client.clone())).modify(lean_pod)
+}
+
+/// Drops from a cached pod what no controller reads: of each container all but its name,
+/// image, ports (endpoints resolve named target ports), resources (quota) and restart policy
+/// (sidecars); the volumes other than claims (the volume controller's only interest). Status,
+/// labels, annotations and owner references stay whole. The shared pod cache holds every pod
+/// in the cluster, and never writes one back, so nothing dropped here reaches the store. At
+/// 30,000 pods it was a quarter of the heap, most of it containers' and volumes' fields
+/// (jemalloc profile, ADR 0019).
+pub(crate) fn lean_pod(pod: &mut k8s_openapi::api::core::v1::Pod) {
+    use k8s_openapi::api::core::v1::Container;
+    let Some(spec) = pod.spec.as_mut() else { return };
+    let lean_container = |c: &mut Container| {
+        *c = Container {
+            name: std::mem::take(&mut c.name),
+            image: c.image.take(),
+            ports: c.ports.take(),
+            resources: c.resources.take(),
+            restart_policy: c.restart_policy.take(),
+            ..Container::default()
+        };
+    };
+    spec.containers.iter_mut().for_each(lean_container);
+    spec.containers.shrink_to_fit();
+    spec.init_containers.iter_mut().flatten().for_each(lean_container);
+    spec.volumes = spec.volumes.take().and_then(|mut volumes| {
+        volumes.retain(|v| v.persistent_volume_claim.is_some() || v.ephemeral.is_some());
+        volumes.shrink_to_fit();
+        Some(volumes).filter(|v| !v.is_empty())
+    });
 }
 
 /// A watch for a reflector, without `managedFields`: no controller reads them, and each cache
@@ -192,4 +224,55 @@ pub(crate) fn status_patch(meta: &ObjectMeta, status: &impl Serialize) -> Value 
         map.entry("conditions").or_insert(Value::Null);
     }
     json!({"metadata": {"resourceVersion": meta.resource_version}, "status": status})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::Pod;
+
+    #[test]
+    fn a_lean_pod_keeps_what_controllers_read() {
+        let mut pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "p", "labels": {"app": "a"},
+                         "annotations": {"controller.kubernetes.io/pod-deletion-cost": "5"},
+                         "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet",
+                                              "name": "rs", "uid": "u", "controller": true}]},
+            "spec": {
+                "hostname": "web-0", "subdomain": "web",
+                "containers": [{"name": "c", "image": "i", "command": ["run"],
+                                "env": [{"name": "A", "value": "1"}],
+                                "ports": [{"name": "http", "containerPort": 80}],
+                                "resources": {"requests": {"cpu": "1"}},
+                                "readinessProbe": {"exec": {"command": ["true"]}},
+                                "volumeMounts": [{"name": "token", "mountPath": "/t"}]}],
+                "initContainers": [{"name": "side", "image": "s", "restartPolicy": "Always",
+                                    "args": ["x"]}],
+                "volumes": [{"name": "token", "projected": {"sources": []}},
+                            {"name": "data", "persistentVolumeClaim": {"claimName": "d"}}]
+            },
+            "status": {"phase": "Running", "podIP": "10.0.0.1",
+                       "containerStatuses": [{"name": "c", "image": "i", "imageID": "",
+                                              "ready": true, "restartCount": 2,
+                                              "state": {"terminated": {"exitCode": 3}}}]}
+        }))
+        .expect("pod");
+        let before = pod.clone();
+        lean_pod(&mut pod);
+        assert_eq!(pod.metadata, before.metadata);
+        assert_eq!(pod.status, before.status);
+        let (spec, was) = (pod.spec.as_ref().expect("spec"), before.spec.as_ref().expect("spec"));
+        assert_eq!((&spec.hostname, &spec.subdomain), (&was.hostname, &was.subdomain));
+        let c = &spec.containers[0];
+        assert_eq!((c.name.as_str(), c.image.as_deref()), ("c", Some("i")));
+        assert_eq!(c.ports, was.containers[0].ports);
+        assert_eq!(c.resources, was.containers[0].resources);
+        assert!(c.command.is_none() && c.env.is_none() && c.readiness_probe.is_none());
+        assert!(c.volume_mounts.is_none());
+        let side = &spec.init_containers.as_ref().expect("init")[0];
+        assert_eq!(side.restart_policy.as_deref(), Some("Always"));
+        assert!(side.args.is_none());
+        let volumes: Vec<_> = spec.volumes.iter().flatten().map(|v| v.name.as_str()).collect();
+        assert_eq!(volumes, ["data"]);
+    }
 }

@@ -5,10 +5,15 @@
 //! nodes for scale tests.
 
 /// mimalloc: the proxy allocates per request, and glibc malloc was a fifth of its CPU time
-/// (ADR 0008). The `system-allocator` feature leaves it out for heap profiling.
-#[cfg(not(feature = "system-allocator"))]
+/// (ADR 0008). The `system-allocator` feature leaves it out for heap profiling with heaptrack;
+/// `jemalloc-profile` swaps in jemalloc for its sampling heap profiler.
+#[cfg(not(any(feature = "system-allocator", feature = "jemalloc-profile")))]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[cfg(feature = "jemalloc-profile")]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
