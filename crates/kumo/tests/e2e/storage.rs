@@ -395,7 +395,10 @@ spec:
 
     // A deleted pod's replacement uses the same claim and volume.
     let old_uid = c.get_json(&["pod", "db-0"])["metadata"]["uid"].clone();
-    c.kubectl(&["delete", "pod", "db-0", "--wait=true", "--timeout=60s"]);
+    // Not `--wait`: kubectl 1.33 waits for a delete event of whatever pod it lists under the
+    // name, and when the StatefulSet has already made db-0 again by then it waits for the new
+    // pod's deletion until it times out (kubernetes/kubernetes#135563, fixed after 1.33).
+    c.kubectl(&["delete", "pod", "db-0", "--wait=false"]);
     c.eventually("db-0 replaced", WAIT, || {
         let out = c.kubectl_output(&["get", "pod", "db-0", "-o", "json"]);
         let pod: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
@@ -482,7 +485,8 @@ spec:
     assert_eq!(std::fs::read_to_string(format!("{dir0}/n")).unwrap_or_default().trim(), "1");
 
     // The replacement of a deleted pod mounts the same volume and reads the counter back.
-    c.kubectl(&["delete", "pod", "counter-0", "--wait=true", "--timeout=60s"]);
+    // Not `--wait`, for the reason given in the test above.
+    c.kubectl(&["delete", "pod", "counter-0", "--wait=false"]);
     logged("counter-0", "start=2");
     // Scaling down and up keeps each ordinal's data.
     c.kubectl(&["scale", "statefulset", "counter", "--replicas=1"]);
