@@ -104,8 +104,8 @@ fn slim(mut pod: Pod) -> Pod {
         spec.containers.iter_mut().for_each(slim_container);
         spec.init_containers.iter_mut().flatten().for_each(slim_container);
         spec.ephemeral_containers = None;
-        // Each Volume is about 2 KB in place (every source is an inline field), and nearly
-        // every pod has its service-account token volume: keep no room for the dropped ones.
+        // A Volume holds every kind of source in place, so even its empty slot is large, and
+        // nearly every pod has its service-account token volume: keep no room for the dropped.
         spec.volumes = spec.volumes.take().and_then(|mut volumes| {
             volumes.retain(|v| v.persistent_volume_claim.is_some() || v.ephemeral.is_some());
             volumes.shrink_to_fit();
